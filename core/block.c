@@ -1,0 +1,72 @@
+/*
+ * block.c — one block: a run of slices serving one size class. Carving fresh chunks off its
+ * bump pointer, and what happens when a free leaves it empty or makes a full block usable again.
+ *
+ * Owns: block initialization, the fresh-area bump pointer, block retirement.
+ * Must never: be called by a thread that does not own the block's heap; take a lock.
+ */
+#include "internal.h"
+
+void block_init(block_t *b, heap_t *heap, size_t cls, size_t chunk_size) {
+  superblock_t *sb = (superblock_t *)((uintptr_t)b & ~(uintptr_t)SB_MASK);  /* in slice 0 */
+  b->free = NULL;
+  b->key = (uintptr_t)heap_random(heap) | 1;
+  b->used = 0;
+  b->chunk_size = (uint32_t)chunk_size;
+  b->capacity = (uint32_t)(((size_t)b->slices << SLICE_SHIFT) / chunk_size);
+  b->carved = 0;
+  b->inverse = (uint32_t)((((uint64_t)1 << 32) + chunk_size - 1) / chunk_size);
+  b->cls = (uint8_t)cls;
+  b->start = (uint8_t *)sb + ((size_t)b->index << SLICE_SHIFT);
+  b->next = b->prev = NULL;
+  atomic_store_explicit(&b->in_use, 1, memory_order_release);
+  apex_assert(b->capacity >= 1 && b->capacity <= LIVE_WORDS * 64);
+}
+
+/* Moves up to about 8 KiB worth of never-used chunks onto the free list, so a new block costs
+ * page faults only for what is really used. Returns false when the block is fully carved. */
+bool block_extend(block_t *b) {
+  size_t remaining = b->capacity - b->carved;
+  if (remaining == 0) return false;
+  size_t batch = 8192 / b->chunk_size;
+  if (batch == 0) batch = 1;
+  if (batch > remaining) batch = remaining;
+  uint8_t *first = b->start + (size_t)b->carved * b->chunk_size;
+  /* Link in reverse so the list hands chunks out in address order. */
+  chunk_t *next = b->free;
+  for (size_t i = batch; i-- > 0;) {
+    chunk_t *c = (chunk_t *)(first + i * b->chunk_size);
+    c->next_enc = link_encode(b, c, next);
+    next = c;
+  }
+  b->free = next;
+  b->carved += (uint32_t)batch;
+  return true;
+}
+
+static void block_retire(heap_t *heap, superblock_t *sb, block_t *b) {
+  if (b->cls != CLASS_LARGE && !(b->flags & BLOCK_IN_FULL)) heap_queue_remove(heap, b);
+  b->free = NULL;
+  b->flags = 0;
+  atomic_store_explicit(&b->in_use, 0, memory_order_relaxed);
+  superblock_give_slices(heap, sb, b);
+}
+
+/* Called after a free when the block became empty or was full. A full block returns to its
+ * class queue; an empty block is retired unless it is the only one left for its class, which is
+ * kept so that a loop allocating and freeing one object does not re-create the block each time. */
+void block_free_slow(heap_t *heap, superblock_t *sb, block_t *b) {
+  if (b->flags & BLOCK_IN_FULL) {
+    b->flags &= (uint8_t)~BLOCK_IN_FULL;
+    if (b->used != 0) { heap_queue_push_back(heap, b); return; }
+    if (b->cls != CLASS_LARGE) heap_queue_push_back(heap, b);
+  }
+  if (b->used != 0) return;
+  bool only_block = heap->current[b->cls] == b && b->next == NULL;
+  if (b->cls == CLASS_LARGE || heap->abandoned || !only_block) block_retire(heap, sb, b);
+}
+
+/* Used at thread exit and on collection: retire every empty block a heap holds. */
+void block_retire_if_empty(heap_t *heap, superblock_t *sb, block_t *b) {
+  if (b->used == 0) block_retire(heap, sb, b);
+}

@@ -1,0 +1,210 @@
+/*
+ * heap.c — thread-local heaps: one per thread, owning superblocks and a queue of blocks with free
+ * chunks per size class. The allocation slow path, large (multi-slice) objects, thread exit and
+ * the adoption of heaps whose thread is gone.
+ *
+ * Owns: the class queues, heap creation/adoption/abandonment, the global heap lists and lock.
+ * Must never: touch a heap it does not own, except an abandoned heap taken under g_heaps_lock.
+ *
+ * Thread exit: the heap frees what it can, then goes onto the abandoned list with whatever is
+ * still live in it. A new thread adopts an abandoned heap wholesale before making a new one, and
+ * a thread that needs a fresh superblock first drains the remote stacks of abandoned heaps, so
+ * objects freed after their thread died are reused rather than leaked.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+block_t g_empty_block;                  /* free == NULL: the fast path always falls through */
+heap_t g_empty_heap = { .current = { [0 ... CLASS_COUNT - 1] = &g_empty_block } };
+APEX_TLS heap_t *tls_heap = &g_empty_heap;
+
+static pthread_mutex_t g_heaps_lock = PTHREAD_MUTEX_INITIALIZER;
+static heap_t *g_all_heaps;             /* every heap ever made; heaps are never unmapped */
+static heap_t *g_abandoned;
+static _Atomic size_t g_abandoned_count;
+static uint8_t *g_heap_arena;           /* heap structs are carved from small mappings */
+static size_t g_heap_arena_left;
+
+void heaps_lock(void)   { pthread_mutex_lock(&g_heaps_lock); }
+void heaps_unlock(void) { pthread_mutex_unlock(&g_heaps_lock); }
+heap_t *heaps_first(void) { return g_all_heaps; }
+
+void heaps_after_fork_child(void) {
+  /* Only the forking thread survives. Other threads' heaps may have been mid-update when the
+   * fork happened, so they are left untouched (never adopted); their memory stays reserved in
+   * the child. The locks are re-created because their holders may not exist in the child. */
+  pthread_mutex_init(&g_heaps_lock, NULL);
+}
+
+/* ---- Class queues ---------------------------------------------------------------------------- */
+void heap_queue_push_front(heap_t *heap, block_t *b) {
+  size_t cls = b->cls;
+  block_t *first = heap->current[cls];
+  b->prev = NULL;
+  if (first == &g_empty_block) {
+    b->next = NULL;
+    heap->last[cls] = b;
+  } else {
+    b->next = first;
+    first->prev = b;
+  }
+  heap->current[cls] = b;
+}
+
+void heap_queue_push_back(heap_t *heap, block_t *b) {
+  size_t cls = b->cls;
+  block_t *last = heap->last[cls];
+  b->next = NULL;
+  b->prev = last;
+  if (last == NULL) heap->current[cls] = b; else last->next = b;
+  heap->last[cls] = b;
+}
+
+void heap_queue_remove(heap_t *heap, block_t *b) {
+  size_t cls = b->cls;
+  if (b->prev) b->prev->next = b->next; else heap->current[cls] = b->next ? b->next : &g_empty_block;
+  if (b->next) b->next->prev = b->prev; else heap->last[cls] = b->prev;
+  b->next = b->prev = NULL;
+}
+
+/* ---- Allocation slow paths ------------------------------------------------------------------- */
+
+/* The class queue's head had no free chunk: collect remote frees, carve fresh chunks, skip past
+ * full blocks, and as a last resort start a new block. */
+apex_noinline void *heap_malloc_slow(heap_t *heap, size_t size, size_t cls) {
+  (void)size;
+  remote_drain(heap);
+  for (;;) {
+    block_t *b = heap->current[cls];
+    if (b == &g_empty_block) break;
+    if (b->free != NULL || block_extend(b)) return block_pop(heap, b, b->free);
+    heap_queue_remove(heap, b);
+    b->flags |= BLOCK_IN_FULL;
+  }
+  block_t *b = superblock_take_slices(heap, g_class_slices[cls], 1);
+  if (b == NULL) return NULL;
+  block_init(b, heap, cls, g_class_size[cls]);
+  heap_queue_push_front(heap, b);
+  block_extend(b);
+  return block_pop(heap, b, b->free);
+}
+
+/* An object too big for the size classes gets a run of whole slices to itself: a block of
+ * capacity one, so frees (local or remote) and double-free checks follow the common path. */
+apex_noinline void *heap_malloc_large(heap_t *heap, size_t size, size_t alignment) {
+  remote_drain(heap);
+  size_t slices = (size + SLICE_SIZE - 1) >> SLICE_SHIFT;
+  size_t align_slices = alignment > SLICE_SIZE ? alignment >> SLICE_SHIFT : 1;
+  block_t *b = superblock_take_slices(heap, slices, align_slices);
+  if (b == NULL) return NULL;
+  uint8_t fresh = b->flags & BLOCK_FRESH;
+  block_init(b, heap, CLASS_LARGE, slices << SLICE_SHIFT);
+  b->flags = fresh;
+  b->carved = 1;
+  chunk_t *c = (chunk_t *)b->start;
+  c->next_enc = link_encode(b, c, NULL);
+  return block_pop(heap, b, c);
+}
+
+/* ---- Heap life cycle ------------------------------------------------------------------------- */
+static heap_t *heap_new_locked(void) {
+  if (g_heap_arena_left < sizeof(heap_t)) {
+    size_t size = 64 * 1024;
+    g_heap_arena = os_map(size);
+    if (g_heap_arena == NULL) return NULL;
+    g_heap_arena_left = size;
+  }
+  heap_t *heap = (heap_t *)g_heap_arena;
+  size_t step = (sizeof(heap_t) + 63) & ~(size_t)63;
+  g_heap_arena += step;
+  g_heap_arena_left = g_heap_arena_left > step ? g_heap_arena_left - step : 0;
+  for (size_t cls = 0; cls < CLASS_COUNT; cls++) heap->current[cls] = &g_empty_block;
+  os_random(&heap->rng, sizeof heap->rng);
+  heap->rng |= 1;
+  heap->all_next = g_all_heaps;
+  g_all_heaps = heap;
+  return heap;
+}
+
+static heap_t *heap_adopt_or_new(void) {
+  pthread_mutex_lock(&g_heaps_lock);
+  heap_t *heap = g_abandoned;
+  if (heap != NULL) {
+    g_abandoned = heap->abandoned_next;
+    atomic_fetch_sub_explicit(&g_abandoned_count, 1, memory_order_relaxed);
+    heap->abandoned_next = NULL;
+    heap->abandoned = false;
+  } else {
+    heap = heap_new_locked();
+  }
+  pthread_mutex_unlock(&g_heaps_lock);
+  if (heap) heap->owner = pthread_self();
+  return heap;
+}
+
+/* The calling thread's heap, created (or adopted) on first use. NULL while the allocator is
+ * still initializing on this very thread: the caller then serves the request from the
+ * bootstrap area. */
+apex_noinline heap_t *heap_for_thread(void) {
+  heap_t *heap = tls_heap;
+  if (heap != &g_empty_heap) return heap;
+  apex_ensure_init();
+  if (atomic_load_explicit(&g_init_state, memory_order_acquire) != 2) return NULL;
+  heap = heap_adopt_or_new();
+  if (heap == NULL) return NULL;
+  tls_heap = heap;
+  thread_register(heap);
+  remote_drain(heap);
+  return heap;
+}
+
+/* Retires every empty block of a heap and releases empty superblocks (all of them when the heap
+ * is abandoned). */
+static void heap_retire_empty(heap_t *heap) {
+  superblock_t *sb = heap->superblocks;
+  while (sb != NULL) {
+    superblock_t *next = sb->next;
+    if (sb->used_slices == 0) {
+      if (heap->abandoned) superblock_release(heap, sb);
+      sb = next;
+      continue;
+    }
+    for (size_t i = 1; i < SLICES_PER_SB; i++) {
+      if (((sb->free_slices >> i) & 1) || sb->slice_head[i] != i) continue;
+      block_t *b = &sb->blocks[i];
+      if (b->used != 0) continue;
+      /* Retiring the last block may release (even unmap) the superblock: stop touching it. */
+      bool last = sb->used_slices == b->slices;
+      block_retire_if_empty(heap, sb, b);
+      if (last) break;
+    }
+    sb = next;
+  }
+}
+
+/* The thread owning `heap` is exiting. */
+void heap_thread_done(heap_t *heap) {
+  if (heap == &g_empty_heap || heap == NULL) return;
+  remote_drain(heap);
+  heap->abandoned = true;
+  heap_retire_empty(heap);
+  /* From here on this thread's frees take the remote path, so the heap can change hands. */
+  tls_heap = &g_empty_heap;
+  pthread_mutex_lock(&g_heaps_lock);
+  heap->abandoned_next = g_abandoned;
+  g_abandoned = heap;
+  atomic_fetch_add_explicit(&g_abandoned_count, 1, memory_order_relaxed);
+  pthread_mutex_unlock(&g_heaps_lock);
+}
+
+/* Frees what other threads returned to abandoned heaps, so their memory can be reused. */
+void heap_collect_abandoned(heap_t *helper) {
+  (void)helper;
+  if (atomic_load_explicit(&g_abandoned_count, memory_order_relaxed) == 0) return;
+  pthread_mutex_lock(&g_heaps_lock);
+  for (heap_t *heap = g_abandoned; heap != NULL; heap = heap->abandoned_next) {
+    if (remote_drain(heap)) heap_retire_empty(heap);
+  }
+  pthread_mutex_unlock(&g_heaps_lock);
+}

@@ -1,0 +1,309 @@
+/*
+ * internal.h — the shared vocabulary of the core: the memory hierarchy's data structures,
+ * constants, and the few inline helpers the fast paths need.
+ *
+ * Owns: the layout of superblocks, blocks, heaps; nothing here allocates or makes a system call.
+ * Must never: be included by the public header or by bindings.
+ *
+ * The hierarchy (see docs/ARCHITECTURE.md):
+ *   superblock  4 MiB, 4 MiB-aligned mapping; slice 0 holds all its metadata, slices 1..63 user data.
+ *   block       a run of 1..N 64 KiB slices serving one size class (or one large object).
+ *   chunk       one user object; its state lives out of band in the block's live bitmap.
+ */
+#ifndef APEX_INTERNAL_H
+#define APEX_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+
+#include "apexalloc.h"
+
+/* ---- Compiler helpers ------------------------------------------------------------------------ */
+#define apex_likely(x)   __builtin_expect(!!(x), 1)
+#define apex_unlikely(x) __builtin_expect(!!(x), 0)
+#define apex_cold        __attribute__((cold, noinline))
+#define apex_noinline    __attribute__((noinline))
+#define apex_inline      static inline __attribute__((always_inline))
+#define apex_export      __attribute__((visibility("default")))
+#define apex_noreturn    __attribute__((noreturn))
+
+#if defined(APEX_DEBUG) && APEX_DEBUG
+#define apex_assert(cond) \
+  ((cond) ? (void)0 : apex_assert_fail(#cond, __FILE__, __LINE__))
+#else
+#define apex_assert(cond) ((void)0)
+#endif
+
+/* ---- Geometry -------------------------------------------------------------------------------- */
+#define SB_SHIFT        22
+#define SB_SIZE         ((size_t)1 << SB_SHIFT)             /* 4 MiB superblock */
+#define SB_MASK         (SB_SIZE - 1)
+#define SLICE_SHIFT     16
+#define SLICE_SIZE      ((size_t)1 << SLICE_SHIFT)          /* 64 KiB block unit */
+#define SLICES_PER_SB   (SB_SIZE / SLICE_SIZE)               /* 64; slice 0 is metadata */
+#define LIVE_WORDS      (SLICE_SIZE / 16 / 64)               /* bitmap words per block: 64 */
+#define ADDRESS_BITS    47                                   /* user-space virtual addresses */
+
+/* Size classes: 16..128 in 16-byte steps, then 8 classes per doubling (<= 12.5% waste) up to
+ * SMALL_MAX. Above SMALL_MAX an object gets its own run of slices (a "large" block), and above
+ * LARGE_MAX its own mapping ("huge"). */
+#define SMALL_MAX       ((size_t)128 * 1024)
+#define LARGE_MAX       ((size_t)2 * 1024 * 1024)
+#define CLASS_COUNT     89                                   /* classes 1..88; 0 = large/huge */
+#define CLASS_LARGE     0
+#define HUGE_MAX        ((size_t)1 << 46)                    /* beyond any real mapping */
+
+/* ---- Chunks, blocks, superblocks -------------------------------------------------------------- */
+typedef struct chunk_s { uintptr_t next_enc; } chunk_t;      /* free chunk: encoded next pointer */
+
+enum {
+  BLOCK_IN_FULL = 1,   /* no free chunks: removed from its heap's class queue */
+  BLOCK_FRESH   = 2,   /* its slices were never used: uncarved chunks read as zero */
+};
+
+typedef struct heap_s heap_t;
+typedef struct superblock_s superblock_t;
+
+typedef struct block_s {
+  chunk_t *free;               /* local free list (owner only), encoded links */
+  uintptr_t key;               /* secret for free-list link encoding */
+  uint32_t used;               /* chunks handed out, including those waiting in remote queues */
+  uint32_t capacity;           /* chunks that fit in the block */
+  uint32_t carved;             /* chunks carved from the fresh area so far (bump pointer) */
+  uint32_t chunk_size;
+  uint32_t inverse;            /* ceil(2^32 / chunk_size): offset -> index by multiply */
+  uint8_t  cls;
+  uint8_t  flags;              /* BLOCK_IN_FULL, BLOCK_FRESH: owner only */
+  _Atomic uint8_t in_use;      /* slices belong to a live block; read by any freeing thread */
+  uint8_t  slices;             /* run length in slices */
+  uint8_t  index;              /* slice index of the head */
+  uint8_t *start;              /* first chunk */
+  struct block_s *next, *prev; /* neighbours in the heap's queue for this class */
+} block_t;
+
+struct superblock_s {
+  uint64_t magic;                        /* SB_MAGIC ^ address: cheap sanity for debug checks */
+  _Atomic(heap_t *) heap;                /* owning heap; NULL while cached globally */
+  superblock_t *next, *prev;             /* heap's superblock list, or the global cache */
+  uint64_t free_slices;                  /* bit i set: slice i is free (bit 0 never) */
+  uint64_t dirty_slices;                 /* bit i set: slice i was ever handed to a block */
+  uint32_t used_slices;
+  uint32_t kind;                         /* SB_KIND_BLOCKS or SB_KIND_HUGE */
+  uint8_t *map_base;                     /* start of the mapping (huge: may precede the header) */
+  size_t   map_size;                     /* bytes mapped at map_base */
+  /* huge objects only */
+  size_t   huge_size;                    /* usable bytes */
+  size_t   huge_offset;                  /* user pointer = base + huge_offset */
+  _Atomic(uint32_t) huge_state;          /* HUGE_LIVE / HUGE_FREE */
+  uint8_t  slice_head[SLICES_PER_SB];    /* slice -> head slice of its block */
+  block_t  blocks[SLICES_PER_SB];        /* descriptor per head slice */
+  _Atomic(uint64_t) live[SLICES_PER_SB][LIVE_WORDS];  /* chunk-is-allocated bitmap per block */
+};
+
+#define SB_MAGIC        0x41504558534250ULL  /* "APEXSBP" */
+#define SB_KIND_BLOCKS  1
+#define SB_KIND_HUGE    2
+#define HUGE_LIVE       1
+#define HUGE_FREE       2
+#define HUGE_HEADER     ((size_t)4096)
+
+_Static_assert(sizeof(superblock_t) <= SLICE_SIZE, "superblock metadata must fit in slice 0");
+
+/* ---- Heaps ----------------------------------------------------------------------------------- */
+/* Written only by the heap's owner (plain load + store, no locked instruction), read by anyone
+ * taking statistics; atomics with relaxed order make those reads race-free. */
+typedef struct {
+  _Atomic size_t alloc_count, alloc_bytes;   /* chunks handed out by this heap */
+  _Atomic size_t free_count, free_bytes;     /* chunks returned to this heap (local or remote) */
+  size_t remote_free_count;                  /* of those, chunks that came from other threads */
+} heap_counters_t;
+
+apex_inline void counter_add(_Atomic size_t *c, size_t n) {
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
+}
+
+struct heap_s {
+  block_t *current[CLASS_COUNT];         /* head of each class queue, or &g_empty_block */
+  block_t *last[CLASS_COUNT];            /* tail of each class queue, NULL when empty */
+  superblock_t *superblocks;             /* owned superblocks (doubly linked) */
+  size_t superblock_count;
+  _Atomic(chunk_t *) remote;             /* chunks freed by other threads, raw links */
+  uint64_t rng;                          /* per-heap random state */
+  heap_counters_t counters;
+  heap_t *all_next;                      /* global list of every heap ever made */
+  heap_t *abandoned_next;                /* global list of heaps without a thread */
+  pthread_t owner;
+  bool abandoned;
+};
+
+/* ---- Global state ---------------------------------------------------------------------------- */
+extern block_t g_empty_block;
+extern heap_t  g_empty_heap;
+extern uintptr_t g_secret;                /* from getrandom at init */
+
+#if defined(APEX_EMBED_TLS) || !defined(APEX_OVERRIDE)
+#define APEX_TLS __thread
+#else
+#define APEX_TLS __thread __attribute__((tls_model("initial-exec")))
+#endif
+extern APEX_TLS heap_t *tls_heap;
+
+/* ---- os.c ------------------------------------------------------------------------------------ */
+void  *os_map(size_t size);
+void  *os_map_aligned(size_t size, size_t alignment);
+void   os_unmap(void *p, size_t size);
+void   os_decommit(void *p, size_t size);
+bool   os_remap_grow(void *p, size_t old_size, size_t new_size);
+void  *os_remap_move_aligned(void *p, size_t old_size, size_t new_size, size_t alignment);
+void   os_random(void *buf, size_t len);
+size_t os_page_size(void);
+
+/* ---- sizeclass.c ----------------------------------------------------------------------------- */
+extern uint32_t g_class_size[CLASS_COUNT];
+extern uint8_t  g_class_slices[CLASS_COUNT];
+extern const uint8_t g_class_of_small[65];
+void sizeclass_init(void);
+
+/* Size class of a request of `size` bytes (size <= SMALL_MAX): a table load for <= 1 KiB, a bit
+ * scan and two shifts above. */
+apex_inline size_t class_of(size_t size) {
+  if (apex_likely(size <= 1024)) return g_class_of_small[(size + 15) >> 4];
+  size_t w = size - 1;
+  size_t b = 63 - (size_t)__builtin_clzll(w);           /* b >= 10 here */
+  return 9 + (b - 7) * 8 + ((w >> (b - 3)) & 7);
+}
+
+/* ---- superblock.c ---------------------------------------------------------------------------- */
+superblock_t *superblock_of(const void *p);          /* NULL when p is not in any superblock */
+superblock_t *superblock_acquire(heap_t *heap);
+void          superblock_release(heap_t *heap, superblock_t *sb);
+block_t      *superblock_take_slices(heap_t *heap, size_t slices, size_t align_slices);
+void          superblock_give_slices(heap_t *heap, superblock_t *sb, block_t *b);
+void          registry_set(void *base, bool present);
+void          superblock_cache_lock(void);
+void          superblock_cache_unlock(void);
+void          superblock_cache_reset_lock(void);
+void          superblock_adopt_all(heap_t *heap);
+
+apex_inline block_t *block_of(superblock_t *sb, const void *p) {
+  size_t slice = ((uintptr_t)p & SB_MASK) >> SLICE_SHIFT;
+  return &sb->blocks[sb->slice_head[slice]];
+}
+
+/* ---- block.c --------------------------------------------------------------------------------- */
+void     block_init(block_t *b, heap_t *heap, size_t cls, size_t chunk_size);
+bool     block_extend(block_t *b);                    /* carve fresh chunks onto the free list */
+void     block_free_slow(heap_t *heap, superblock_t *sb, block_t *b);
+void     block_retire_if_empty(heap_t *heap, superblock_t *sb, block_t *b);
+
+apex_inline uintptr_t link_encode(const block_t *b, const chunk_t *slot, const chunk_t *next) {
+  return (uintptr_t)next ^ b->key ^ ((uintptr_t)slot >> 4);
+}
+apex_inline chunk_t *link_decode(const block_t *b, const chunk_t *slot) {
+  return (chunk_t *)(slot->next_enc ^ b->key ^ ((uintptr_t)slot >> 4));
+}
+apex_inline size_t chunk_index(const block_t *b, const void *p) {
+  return (size_t)(((uint64_t)((const uint8_t *)p - b->start) * b->inverse) >> 32);
+}
+apex_inline _Atomic(uint64_t) *block_live(superblock_t *sb, const block_t *b) {
+  return sb->live[b->index];
+}
+apex_inline superblock_t *superblock_base(const void *p) {
+  return (superblock_t *)(((uintptr_t)p - 1) & ~(uintptr_t)SB_MASK);
+}
+
+/* ---- remote.c -------------------------------------------------------------------------------- */
+void remote_push(heap_t *owner, chunk_t *c);
+bool remote_drain(heap_t *heap);                      /* true if anything was collected */
+
+/* ---- heap.c ---------------------------------------------------------------------------------- */
+heap_t *heap_for_thread(void);                        /* creates or adopts on first use */
+void   *heap_malloc_slow(heap_t *heap, size_t size, size_t cls);
+void   *heap_malloc_large(heap_t *heap, size_t size, size_t alignment);
+void    heap_thread_done(heap_t *heap);
+void    heap_collect_abandoned(heap_t *helper);
+void    heap_queue_remove(heap_t *heap, block_t *b);
+void    heap_queue_push_back(heap_t *heap, block_t *b);
+void    heaps_lock(void);
+void    heaps_unlock(void);
+void    heaps_after_fork_child(void);
+heap_t *heaps_first(void);
+
+void    heap_queue_push_front(heap_t *heap, block_t *b);
+
+/* ---- large.c: huge objects (their own mappings) ---------------------------------------------- */
+void   *huge_alloc(size_t size, size_t alignment, bool zero);
+void    huge_free(superblock_t *sb, void *p);
+void   *huge_realloc(superblock_t *sb, void *p, size_t size);
+void    huge_cache_lock(void);
+void    huge_cache_unlock(void);
+void    huge_cache_reset_lock(void);
+
+/* ---- alloc.c --------------------------------------------------------------------------------- */
+void  *apex_alloc_aligned(size_t size, size_t alignment, bool zero);
+void   apex_free_checked(void *p, size_t size_hint);
+
+/* ---- init.c ---------------------------------------------------------------------------------- */
+extern _Atomic int g_init_state;                      /* 0 none, 1 running, 2 ready */
+void   apex_init_slow(void);
+bool   bootstrap_owns(const void *p);
+void  *bootstrap_alloc(size_t size, size_t alignment);
+size_t bootstrap_usable_size(const void *p);
+void   thread_register(heap_t *heap);
+
+apex_noreturn void apex_fatal(const char *what, const void *where, size_t cls);
+apex_noreturn void apex_assert_fail(const char *cond, const char *file, int line);
+
+apex_inline void apex_ensure_init(void) {
+  if (apex_unlikely(atomic_load_explicit(&g_init_state, memory_order_acquire) != 2))
+    apex_init_slow();
+}
+
+/* ---- stats.c --------------------------------------------------------------------------------- */
+extern _Atomic size_t g_mapped_bytes;     /* bytes currently mapped from the OS */
+extern _Atomic size_t g_mapped_peak;
+extern _Atomic size_t g_superblocks_live;
+extern _Atomic size_t g_huge_live_bytes;
+void stats_mapped(ptrdiff_t delta);
+
+/* xorshift64*: fast, good enough for randomizing layout; seeded from getrandom. */
+apex_inline uint64_t heap_random(heap_t *heap) {
+  uint64_t x = heap->rng;
+  x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
+  heap->rng = x;
+  return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* ---- Fast-path helpers shared by alloc.c and remote.c -------------------------------------- */
+/* Takes chunk `c` off the front of b's free list and marks it live. The decoded link must stay
+ * inside c's superblock: anything else means the list was overwritten (use after free or an
+ * overflow), and following it could hand out an attacker-chosen address. */
+apex_inline void *block_pop(heap_t *heap, block_t *b, chunk_t *c) {
+  chunk_t *next = link_decode(b, c);
+  if (apex_unlikely(((((uintptr_t)next ^ (uintptr_t)c) >> SB_SHIFT) != 0) & (next != NULL)))
+    apex_fatal("corrupted free list", c, b->cls);
+  b->free = next;
+  b->used++;
+  superblock_t *sb = (superblock_t *)((uintptr_t)c & ~(uintptr_t)SB_MASK);
+  size_t idx = chunk_index(b, c);
+  _Atomic(uint64_t) *word = &block_live(sb, b)[idx >> 6];
+  atomic_store_explicit(word, atomic_load_explicit(word, memory_order_relaxed) | ((uint64_t)1 << (idx & 63)),
+                        memory_order_relaxed);
+  counter_add(&heap->counters.alloc_count, 1);
+  counter_add(&heap->counters.alloc_bytes, b->chunk_size);
+  return c;
+}
+
+/* Returns a chunk (whose live bit the caller already cleared) to its block, on the owner thread. */
+apex_inline void heap_free_local(heap_t *heap, superblock_t *sb, block_t *b, chunk_t *c) {
+  c->next_enc = link_encode(b, c, b->free);
+  b->free = c;
+  counter_add(&heap->counters.free_count, 1);
+  counter_add(&heap->counters.free_bytes, b->chunk_size);
+  if (apex_unlikely((--b->used == 0) | ((b->flags & BLOCK_IN_FULL) != 0))) block_free_slow(heap, sb, b);
+}
+
+#endif /* APEX_INTERNAL_H */

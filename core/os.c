@@ -1,0 +1,114 @@
+/*
+ * os.c — every conversation with the operating system: mappings, decommit, remapping, entropy.
+ *
+ * Owns: mmap/munmap/madvise/mremap/getrandom calls and the mapped-bytes statistic.
+ * Must never: allocate through the allocator itself, take a lock, or abort on an OS refusal
+ * (a failed mapping is reported as NULL and becomes ENOMEM for the caller).
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+size_t os_page_size(void) {
+  static size_t page;
+  if (apex_unlikely(page == 0)) page = (size_t)sysconf(_SC_PAGESIZE);
+  return page;
+}
+
+void *os_map(size_t size) {
+  int saved = errno;
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  errno = saved;
+  if (p == MAP_FAILED) return NULL;
+  stats_mapped((ptrdiff_t)size);
+  return p;
+}
+
+void os_unmap(void *p, size_t size) {
+  if (p == NULL || size == 0) return;
+  int saved = errno;
+  munmap(p, size);
+  errno = saved;
+  stats_mapped(-(ptrdiff_t)size);
+}
+
+/* Maps `size` bytes at an address that is a multiple of `alignment` (a power of two >= page).
+ * First try: a plain mapping is often already aligned when the kernel places mappings next to
+ * each other. Otherwise over-map and trim both ends. */
+void *os_map_aligned(size_t size, size_t alignment) {
+  if (size > SIZE_MAX - alignment) return NULL;
+  void *p = os_map(size);
+  if (p == NULL || ((uintptr_t)p & (alignment - 1)) == 0) return p;
+  os_unmap(p, size);
+
+  size_t over = size + alignment;
+  uint8_t *raw = os_map(over);
+  if (raw == NULL) return NULL;
+  uint8_t *aligned = (uint8_t *)(((uintptr_t)raw + alignment - 1) & ~(uintptr_t)(alignment - 1));
+  size_t head = (size_t)(aligned - raw);
+  size_t tail = over - head - size;
+  if (head) os_unmap(raw, head);
+  if (tail) os_unmap(aligned + size, tail);
+  return aligned;
+}
+
+/* Gives the pages back to the OS while keeping the address range: they read as zero afterwards. */
+void os_decommit(void *p, size_t size) {
+  int saved = errno;
+  madvise(p, size, MADV_DONTNEED);
+  errno = saved;
+}
+
+/* Grows a mapping in place if the address space behind it is free. */
+bool os_remap_grow(void *p, size_t old_size, size_t new_size) {
+  int saved = errno;
+  void *q = mremap(p, old_size, new_size, 0);
+  errno = saved;
+  if (q == MAP_FAILED) return false;
+  stats_mapped((ptrdiff_t)(new_size - old_size));
+  return true;
+}
+
+/* Moves a mapping to a new aligned address of `new_size` bytes without copying its pages:
+ * reserve an aligned range, then let mremap move the pages onto it. */
+void *os_remap_move_aligned(void *p, size_t old_size, size_t new_size, size_t alignment) {
+  void *target = os_map_aligned(new_size, alignment);
+  if (target == NULL) return NULL;
+  int saved = errno;
+  void *q = mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+  errno = saved;
+  if (q == MAP_FAILED) {
+    os_unmap(target, new_size);
+    return NULL;
+  }
+  stats_mapped(-(ptrdiff_t)old_size);   /* the old range is gone; target was counted when mapped */
+  return q;
+}
+
+/* Fills buf with entropy from getrandom; falls back to time and addresses if the call is not
+ * available (e.g. seccomp), which weakens randomization but never blocks start-up. */
+void os_random(void *buf, size_t len) {
+  uint8_t *out = buf;
+  size_t got = 0;
+  int saved = errno;
+  while (got < len) {
+    ssize_t n = getrandom(out + got, len - got, GRND_NONBLOCK);
+    if (n <= 0) break;
+    got += (size_t)n;
+  }
+  errno = saved;
+  if (got < len) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uintptr_t)buf ^ (uintptr_t)&ts;
+    for (; got < len; got++) {
+      x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+      out[got] = (uint8_t)x;
+    }
+  }
+}

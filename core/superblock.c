@@ -1,0 +1,182 @@
+/*
+ * superblock.c — 4 MiB superblocks: where they come from, which heap owns them, how their 63
+ * data slices are handed out as block runs, and the registry that tells whether an address
+ * belongs to ApexAlloc at all.
+ *
+ * Owns: the superblock registry (one bit per 4 MiB of address space), the global cache of empty
+ *       superblocks and its lock, the per-superblock slice bitmap.
+ * Must never: touch chunk contents or a block's free list; decide size classes.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+/* One bit per possible superblock in the 47-bit user address space: 2^25 bits = 4 MiB of .bss,
+ * of which only the pages covering addresses actually used are ever touched. Lets free() reject a
+ * foreign pointer before reading any memory near it. */
+static _Atomic uint64_t g_registry[(size_t)1 << (ADDRESS_BITS - SB_SHIFT - 6)];
+
+void registry_set(void *base, bool present) {
+  size_t unit = (uintptr_t)base >> SB_SHIFT;
+  uint64_t bit = (uint64_t)1 << (unit & 63);
+  if (present) atomic_fetch_or_explicit(&g_registry[unit >> 6], bit, memory_order_release);
+  else         atomic_fetch_and_explicit(&g_registry[unit >> 6], ~bit, memory_order_release);
+}
+
+superblock_t *superblock_of(const void *p) {
+  uintptr_t a = (uintptr_t)p - 1;       /* same rounding as superblock_base() */
+  if (apex_unlikely(a >> ADDRESS_BITS)) return NULL;
+  size_t unit = a >> SB_SHIFT;
+  uint64_t word = atomic_load_explicit(&g_registry[unit >> 6], memory_order_acquire);
+  if (apex_unlikely(!(word & ((uint64_t)1 << (unit & 63))))) return NULL;
+  return (superblock_t *)(a & ~(uintptr_t)SB_MASK);
+}
+
+/* ---- The global cache of empty superblocks -------------------------------------------------- */
+#define SB_CACHE_MAX 8
+
+static pthread_mutex_t g_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static superblock_t *g_cache;
+static _Atomic size_t g_cache_count;     /* read without the lock as a hint */
+
+void superblock_cache_lock(void)       { pthread_mutex_lock(&g_cache_lock); }
+void superblock_cache_unlock(void)     { pthread_mutex_unlock(&g_cache_lock); }
+void superblock_cache_reset_lock(void) { pthread_mutex_init(&g_cache_lock, NULL); }
+
+static superblock_t *cache_pop(void) {
+  if (atomic_load_explicit(&g_cache_count, memory_order_relaxed) == 0) return NULL;
+  pthread_mutex_lock(&g_cache_lock);
+  superblock_t *sb = g_cache;
+  if (sb) { g_cache = sb->next; g_cache_count--; }
+  pthread_mutex_unlock(&g_cache_lock);
+  return sb;
+}
+
+static superblock_t *superblock_map_new(void) {
+  superblock_t *sb = os_map_aligned(SB_SIZE, SB_SIZE);
+  if (sb == NULL) return NULL;
+  /* Fresh mappings read as zero, so only the non-zero fields need setting. */
+  sb->magic = SB_MAGIC ^ (uintptr_t)sb;
+  sb->kind = SB_KIND_BLOCKS;
+  sb->map_base = (uint8_t *)sb;
+  sb->map_size = SB_SIZE;
+  sb->free_slices = ~(uint64_t)1;
+  sb->dirty_slices = 1;
+  atomic_fetch_add_explicit(&g_superblocks_live, 1, memory_order_relaxed);
+  registry_set(sb, true);
+  return sb;
+}
+
+static void heap_link_superblock(heap_t *heap, superblock_t *sb) {
+  sb->prev = NULL;
+  sb->next = heap->superblocks;
+  if (heap->superblocks) heap->superblocks->prev = sb;
+  heap->superblocks = sb;
+  heap->superblock_count++;
+  atomic_store_explicit(&sb->heap, heap, memory_order_release);
+}
+
+static void heap_unlink_superblock(heap_t *heap, superblock_t *sb) {
+  if (sb->prev) sb->prev->next = sb->next; else heap->superblocks = sb->next;
+  if (sb->next) sb->next->prev = sb->prev;
+  sb->next = sb->prev = NULL;
+  heap->superblock_count--;
+}
+
+/* A new superblock for `heap`: from the cache, else after helping abandoned heaps give theirs
+ * back, else from the OS. */
+superblock_t *superblock_acquire(heap_t *heap) {
+  superblock_t *sb = cache_pop();
+  if (sb == NULL) {
+    heap_collect_abandoned(heap);
+    sb = cache_pop();
+  }
+  if (sb == NULL) sb = superblock_map_new();
+  if (sb == NULL) return NULL;
+  apex_assert(sb->used_slices == 0 && sb->free_slices == ~(uint64_t)1);
+  heap_link_superblock(heap, sb);
+  return sb;
+}
+
+/* An empty superblock leaves its heap: into the global cache, or back to the OS. */
+void superblock_release(heap_t *heap, superblock_t *sb) {
+  apex_assert(sb->used_slices == 0);
+  heap_unlink_superblock(heap, sb);
+  atomic_store_explicit(&sb->heap, NULL, memory_order_relaxed);
+  pthread_mutex_lock(&g_cache_lock);
+  if (g_cache_count < SB_CACHE_MAX) {
+    sb->next = g_cache;
+    g_cache = sb;
+    g_cache_count++;
+    pthread_mutex_unlock(&g_cache_lock);
+    return;
+  }
+  pthread_mutex_unlock(&g_cache_lock);
+  registry_set(sb, false);
+  atomic_fetch_sub_explicit(&g_superblocks_live, 1, memory_order_relaxed);
+  os_unmap(sb, SB_SIZE);
+}
+
+/* ---- Slice runs ------------------------------------------------------------------------------ */
+
+/* Bit j of the result is set when slices j .. j+count-1 are all free: shift-and-AND by doubling
+ * widths, so a run of 32 costs five steps. */
+static uint64_t runs_of(uint64_t free_mask, size_t count) {
+  uint64_t m = free_mask;
+  size_t len = 1;
+  while (len < count) {
+    size_t step = len < count - len ? len : count - len;
+    m &= m >> step;
+    len += step;
+  }
+  return m;
+}
+
+static uint64_t aligned_positions(size_t align_slices) {
+  if (align_slices <= 1) return ~(uint64_t)0;
+  uint64_t m = 0;
+  for (size_t i = 0; i < SLICES_PER_SB; i += align_slices) m |= (uint64_t)1 << i;
+  return m;
+}
+
+static block_t *take_run(superblock_t *sb, size_t count, uint64_t positions) {
+  if (SLICES_PER_SB - 1 - sb->used_slices < count) return NULL;
+  uint64_t starts = runs_of(sb->free_slices, count) & positions;
+  if (starts == 0) return NULL;
+  size_t first = (size_t)__builtin_ctzll(starts);
+  uint64_t mask = (count == 64 ? ~(uint64_t)0 : (((uint64_t)1 << count) - 1)) << first;
+  sb->free_slices &= ~mask;
+  sb->used_slices += (uint32_t)count;
+  for (size_t i = first; i < first + count; i++) sb->slice_head[i] = (uint8_t)first;
+  block_t *b = &sb->blocks[first];
+  b->index = (uint8_t)first;
+  b->slices = (uint8_t)count;
+  b->flags = (sb->dirty_slices & mask) ? 0 : BLOCK_FRESH;
+  sb->dirty_slices |= mask;
+  return b;
+}
+
+/* A run of `count` slices starting at a multiple of `align_slices`, from any superblock of the
+ * heap, or from a new one. The caller initializes the block. */
+block_t *superblock_take_slices(heap_t *heap, size_t count, size_t align_slices) {
+  uint64_t positions = aligned_positions(align_slices);
+  for (superblock_t *sb = heap->superblocks; sb != NULL; sb = sb->next) {
+    block_t *b = take_run(sb, count, positions);
+    if (b) return b;
+  }
+  superblock_t *sb = superblock_acquire(heap);
+  if (sb == NULL) return NULL;
+  return take_run(sb, count, positions);
+}
+
+/* The slices of a retired block go back to their superblock; an empty superblock is released
+ * unless it is the heap's last one (kept so a steady alloc/free loop never returns to the OS). */
+void superblock_give_slices(heap_t *heap, superblock_t *sb, block_t *b) {
+  size_t count = b->slices;
+  uint64_t mask = (count == 64 ? ~(uint64_t)0 : (((uint64_t)1 << count) - 1)) << b->index;
+  apex_assert((sb->free_slices & mask) == 0);
+  sb->free_slices |= mask;
+  sb->used_slices -= (uint32_t)count;
+  if (sb->used_slices == 0 && (heap->abandoned || heap->superblock_count > 1))
+    superblock_release(heap, sb);
+}
