@@ -91,23 +91,24 @@ apex_export int apex_posix_memalign(void **out, size_t alignment, size_t size) {
 /* ---- Validation ------------------------------------------------------------------------------ */
 
 /* A pointer into a block superblock is valid when it is the start of a chunk of a block in use
- * whose live bit is set. Anything else aborts naming what was wrong. Returns the block and the
- * chunk's live-bit position. */
+ * whose live bit is set. Anything else aborts naming what was wrong. */
+apex_cold apex_noreturn static void pointer_invalid(superblock_t *sb, block_t *b, const void *p, const char *op) {
+  bool is_free = op[0] == 'f';
+  if (b->limit == 0)
+    apex_fatal(is_free ? "invalid free (no allocation here)" : "invalid pointer (no allocation here)", p, (size_t)-1);
+  if (!chunk_start_ok(b, p))
+    apex_fatal(is_free ? "invalid free (interior pointer)" : "invalid pointer (interior pointer)", p, b->cls);
+  (void)sb;
+  apex_fatal(is_free ? "double free" : "use of a freed pointer", p, b->cls);
+}
+
 apex_inline block_t *block_checked(superblock_t *sb, const void *p, const char *op,
                                    _Atomic(uint64_t) **word_out, uint64_t *bit_out) {
   block_t *b = block_of(sb, p);
-  size_t off = (size_t)((const uint8_t *)p - b->start);
-  size_t idx = chunk_index(b, p);
-  if (apex_unlikely(!atomic_load_explicit(&b->in_use, memory_order_relaxed) ||
-                    off >= (size_t)b->capacity * b->chunk_size || idx * b->chunk_size != off)) {
-    if (!atomic_load_explicit(&b->in_use, memory_order_relaxed))
-      apex_fatal(op[0] == 'f' ? "invalid free (no allocation here)" : "invalid pointer (no allocation here)", p, NO_CLASS);
-    apex_fatal(op[0] == 'f' ? "invalid free (interior pointer)" : "invalid pointer (interior pointer)", p, b->cls);
-  }
-  _Atomic(uint64_t) *word = &block_live(sb, b)[idx >> 6];
-  uint64_t bit = (uint64_t)1 << (idx & 63);
-  if (apex_unlikely(!(atomic_load_explicit(word, memory_order_relaxed) & bit)))
-    apex_fatal(op[0] == 'f' ? "double free" : "use of a freed pointer", p, b->cls);
+  _Atomic(uint64_t) *word = live_word(sb, p);
+  uint64_t bit = live_bit(p);
+  if (apex_unlikely(!chunk_start_ok(b, p) || !(atomic_load_explicit(word, memory_order_relaxed) & bit)))
+    pointer_invalid(sb, b, p, op);
   *word_out = word;
   *bit_out = bit;
   return b;
@@ -130,15 +131,19 @@ apex_export void apex_free(void *p) {
   superblock_t *sb = superblock_of(p);
   if (apex_unlikely(sb == NULL)) { free_unregistered(p, "invalid free (not allocated by apexalloc)"); return; }
   if (apex_unlikely(sb->kind != SB_KIND_BLOCKS)) { huge_free(sb, p); return; }
-  _Atomic(uint64_t) *word;
-  uint64_t bit;
-  block_t *b = block_checked(sb, p, "free", &word, &bit);
+  block_t *b = block_of(sb, p);
+  if (apex_unlikely(!chunk_start_ok(b, p))) pointer_invalid(sb, b, p, "free");
   heap_t *owner = atomic_load_explicit(&sb->heap, memory_order_relaxed);
   if (apex_likely(owner == tls_heap)) {
-    atomic_store_explicit(word, atomic_load_explicit(word, memory_order_relaxed) & ~bit, memory_order_relaxed);
+    _Atomic(uint64_t) *word = live_word(sb, p);
+    uint64_t w = atomic_load_explicit(word, memory_order_relaxed);
+    if (apex_unlikely(!(w & live_bit(p)))) pointer_invalid(sb, b, p, "free");
+    atomic_store_explicit(word, w & ~live_bit(p), memory_order_relaxed);
     heap_free_local(owner, sb, b, (chunk_t *)p);
   } else {
-    remote_push(owner, (chunk_t *)p);                 /* the owner clears the live bit */
+    /* The live bit belongs to the owner's cache lines: it is tested (and a double free caught)
+     * when the owner drains its remote stack, not here. */
+    remote_push(owner, (chunk_t *)p);
   }
 }
 

@@ -15,12 +15,12 @@ void block_init(block_t *b, heap_t *heap, size_t cls, size_t chunk_size) {
   b->chunk_size = (uint32_t)chunk_size;
   b->capacity = (uint32_t)(((size_t)b->slices << SLICE_SHIFT) / chunk_size);
   b->carved = 0;
-  b->inverse = (uint32_t)((((uint64_t)1 << 32) + chunk_size - 1) / chunk_size);
+  b->div_magic = UINT64_MAX / chunk_size + 1;
+  b->limit = b->capacity * (uint32_t)chunk_size;
   b->cls = (uint8_t)cls;
   b->start = (uint8_t *)sb + ((size_t)b->index << SLICE_SHIFT);
   b->next = b->prev = NULL;
-  atomic_store_explicit(&b->in_use, 1, memory_order_release);
-  apex_assert(b->capacity >= 1 && b->capacity <= LIVE_WORDS * 64);
+  apex_assert(b->capacity >= 1);
 }
 
 /* Moves up to about 8 KiB worth of never-used chunks onto the free list, so a new block costs
@@ -48,7 +48,7 @@ static void block_retire(heap_t *heap, superblock_t *sb, block_t *b) {
   if (b->cls != CLASS_LARGE && !(b->flags & BLOCK_IN_FULL)) heap_queue_remove(heap, b);
   b->free = NULL;
   b->flags = 0;
-  atomic_store_explicit(&b->in_use, 0, memory_order_relaxed);
+  b->limit = 0;                       /* from now on no pointer passes chunk_start_ok() */
   superblock_give_slices(heap, sb, b);
 }
 

@@ -44,7 +44,6 @@
 #define SLICE_SHIFT     16
 #define SLICE_SIZE      ((size_t)1 << SLICE_SHIFT)          /* 64 KiB block unit */
 #define SLICES_PER_SB   (SB_SIZE / SLICE_SIZE)               /* 64; slice 0 is metadata */
-#define LIVE_WORDS      (SLICE_SIZE / 16 / 64)               /* bitmap words per block: 64 */
 #define ADDRESS_BITS    47                                   /* user-space virtual addresses */
 
 /* Size classes: 16..128 in 16-byte steps, then 8 classes per doubling (<= 12.5% waste) up to
@@ -68,39 +67,44 @@ typedef struct heap_s heap_t;
 typedef struct superblock_s superblock_t;
 
 typedef struct block_s {
-  chunk_t *free;               /* local free list (owner only), encoded links */
+  /* Line 1: fixed while the block is in use; read by every thread that frees into it. */
+  uint8_t *start;              /* first chunk */
+  uint64_t div_magic;          /* UINT64_MAX / chunk_size + 1: divisibility test by one multiply */
   uintptr_t key;               /* secret for free-list link encoding */
-  uint32_t used;               /* chunks handed out, including those waiting in remote queues */
-  uint32_t capacity;           /* chunks that fit in the block */
-  uint32_t carved;             /* chunks carved from the fresh area so far (bump pointer) */
+  uint32_t limit;              /* capacity * chunk_size; 0 while the block is not in use */
   uint32_t chunk_size;
-  uint32_t inverse;            /* ceil(2^32 / chunk_size): offset -> index by multiply */
+  uint32_t capacity;           /* chunks that fit in the block */
   uint8_t  cls;
-  uint8_t  flags;              /* BLOCK_IN_FULL, BLOCK_FRESH: owner only */
-  _Atomic uint8_t in_use;      /* slices belong to a live block; read by any freeing thread */
   uint8_t  slices;             /* run length in slices */
   uint8_t  index;              /* slice index of the head */
-  uint8_t *start;              /* first chunk */
+  /* Line 2: the owner's working state, kept apart so remote frees do not bounce line 1. */
+  _Alignas(64) chunk_t *free;  /* local free list (owner only), encoded links */
+  uint32_t used;               /* chunks handed out, including those waiting in remote queues */
+  uint32_t carved;             /* chunks carved from the fresh area so far (bump pointer) */
+  uint8_t  flags;              /* BLOCK_IN_FULL, BLOCK_FRESH */
   struct block_s *next, *prev; /* neighbours in the heap's queue for this class */
 } block_t;
 
 struct superblock_s {
-  uint64_t magic;                        /* SB_MAGIC ^ address: cheap sanity for debug checks */
+  /* First cache line: what every free reads. */
   _Atomic(heap_t *) heap;                /* owning heap; NULL while cached globally */
-  superblock_t *next, *prev;             /* heap's superblock list, or the global cache */
+  uint32_t kind;                         /* SB_KIND_BLOCKS or SB_KIND_HUGE */
+  uint32_t used_slices;
   uint64_t free_slices;                  /* bit i set: slice i is free (bit 0 never) */
   uint64_t dirty_slices;                 /* bit i set: slice i was ever handed to a block */
-  uint32_t used_slices;
-  uint32_t kind;                         /* SB_KIND_BLOCKS or SB_KIND_HUGE */
+  uint8_t  slice_head[SLICES_PER_SB];    /* slice -> head slice of its block */
+  /* Then the bookkeeping of the slow paths. */
+  uint64_t magic;                        /* SB_MAGIC ^ address */
+  superblock_t *next, *prev;             /* heap's superblock list, or the global cache */
   uint8_t *map_base;                     /* start of the mapping (huge: may precede the header) */
   size_t   map_size;                     /* bytes mapped at map_base */
-  /* huge objects only */
-  size_t   huge_size;                    /* usable bytes */
-  size_t   huge_offset;                  /* user pointer = base + huge_offset */
+  size_t   huge_size;                    /* huge objects: usable bytes */
+  size_t   huge_offset;                  /* huge objects: user pointer = header + huge_offset */
   _Atomic(uint32_t) huge_state;          /* HUGE_LIVE / HUGE_FREE */
-  uint8_t  slice_head[SLICES_PER_SB];    /* slice -> head slice of its block */
-  block_t  blocks[SLICES_PER_SB];        /* descriptor per head slice */
-  _Atomic(uint64_t) live[SLICES_PER_SB][LIVE_WORDS];  /* chunk-is-allocated bitmap per block */
+  _Alignas(64) block_t blocks[SLICES_PER_SB];  /* descriptor per head slice */
+  /* Chunk-is-allocated bitmap: one bit per 16 bytes of the superblock, so a chunk's bit comes
+   * straight from its address (word = offset >> 10, bit = (offset >> 4) & 63). */
+  _Atomic(uint64_t) live[SB_SIZE >> 10];
 };
 
 #define SB_MAGIC        0x41504558534250ULL  /* "APEXSBP" */
@@ -110,14 +114,15 @@ struct superblock_s {
 #define HUGE_FREE       2
 #define HUGE_HEADER     ((size_t)4096)
 
+_Static_assert(sizeof(block_t) == 128, "block descriptor: two cache lines");
 _Static_assert(sizeof(superblock_t) <= SLICE_SIZE, "superblock metadata must fit in slice 0");
 
 /* ---- Heaps ----------------------------------------------------------------------------------- */
 /* Written only by the heap's owner (plain load + store, no locked instruction), read by anyone
  * taking statistics; atomics with relaxed order make those reads race-free. */
 typedef struct {
-  _Atomic size_t alloc_count, alloc_bytes;   /* chunks handed out by this heap */
-  _Atomic size_t free_count, free_bytes;     /* chunks returned to this heap (local or remote) */
+  _Atomic size_t alloc_bytes;                /* bytes of chunks handed out by this heap */
+  _Atomic size_t free_bytes;                 /* bytes of chunks returned to it (local or remote) */
   size_t remote_free_count;                  /* of those, chunks that came from other threads */
 } heap_counters_t;
 
@@ -130,7 +135,9 @@ struct heap_s {
   block_t *last[CLASS_COUNT];            /* tail of each class queue, NULL when empty */
   superblock_t *superblocks;             /* owned superblocks (doubly linked) */
   size_t superblock_count;
-  _Atomic(chunk_t *) remote;             /* chunks freed by other threads, raw links */
+  _Alignas(64) _Atomic(chunk_t *) remote; /* chunks freed by other threads, raw links; on a line
+                                          * of its own since other threads CAS it */
+  char remote_pad[64 - sizeof(void *)];
   uint64_t rng;                          /* per-heap random state */
   heap_counters_t counters;
   heap_t *all_next;                      /* global list of every heap ever made */
@@ -177,7 +184,7 @@ apex_inline size_t class_of(size_t size) {
 }
 
 /* ---- superblock.c ---------------------------------------------------------------------------- */
-superblock_t *superblock_of(const void *p);          /* NULL when p is not in any superblock */
+extern _Atomic uint64_t g_registry[];
 superblock_t *superblock_acquire(heap_t *heap);
 void          superblock_release(heap_t *heap, superblock_t *sb);
 block_t      *superblock_take_slices(heap_t *heap, size_t slices, size_t align_slices);
@@ -187,6 +194,18 @@ void          superblock_cache_lock(void);
 void          superblock_cache_unlock(void);
 void          superblock_cache_reset_lock(void);
 void          superblock_adopt_all(heap_t *heap);
+
+/* The superblock (or huge header) holding p, or NULL when p is not ApexAlloc memory. Uses the
+ * byte before p so that an object starting exactly on a 4 MiB boundary (huge, 4 MiB-aligned)
+ * still finds the header in front of it. */
+apex_inline superblock_t *superblock_of(const void *p) {
+  uintptr_t a = (uintptr_t)p - 1;
+  if (apex_unlikely(a >> ADDRESS_BITS)) return NULL;
+  size_t unit = a >> SB_SHIFT;
+  uint64_t word = atomic_load_explicit(&g_registry[unit >> 6], memory_order_acquire);
+  if (apex_unlikely(!(word & ((uint64_t)1 << (unit & 63))))) return NULL;
+  return (superblock_t *)(a & ~(uintptr_t)SB_MASK);
+}
 
 apex_inline block_t *block_of(superblock_t *sb, const void *p) {
   size_t slice = ((uintptr_t)p & SB_MASK) >> SLICE_SHIFT;
@@ -205,11 +224,17 @@ apex_inline uintptr_t link_encode(const block_t *b, const chunk_t *slot, const c
 apex_inline chunk_t *link_decode(const block_t *b, const chunk_t *slot) {
   return (chunk_t *)(slot->next_enc ^ b->key ^ ((uintptr_t)slot >> 4));
 }
-apex_inline size_t chunk_index(const block_t *b, const void *p) {
-  return (size_t)(((uint64_t)((const uint8_t *)p - b->start) * b->inverse) >> 32);
+/* The live bit of the chunk at p. */
+apex_inline _Atomic(uint64_t) *live_word(superblock_t *sb, const void *p) {
+  return &sb->live[((uintptr_t)p & SB_MASK) >> 10];
 }
-apex_inline _Atomic(uint64_t) *block_live(superblock_t *sb, const block_t *b) {
-  return sb->live[b->index];
+apex_inline uint64_t live_bit(const void *p) { return (uint64_t)1 << (((uintptr_t)p >> 4) & 63); }
+
+/* True when p is the start of a chunk of b: inside the block, and its offset divisible by the
+ * chunk size (Lemire's test: for n < 2^32, d divides n iff n * ceil(2^64/d) <= ceil(2^64/d) - 1). */
+apex_inline bool chunk_start_ok(const block_t *b, const void *p) {
+  uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)b->start);
+  return off < b->limit && off * b->div_magic <= b->div_magic - 1;
 }
 apex_inline superblock_t *superblock_base(const void *p) {
   return (superblock_t *)(((uintptr_t)p - 1) & ~(uintptr_t)SB_MASK);
@@ -287,12 +312,9 @@ apex_inline void *block_pop(heap_t *heap, block_t *b, chunk_t *c) {
     apex_fatal("corrupted free list", c, b->cls);
   b->free = next;
   b->used++;
-  superblock_t *sb = (superblock_t *)((uintptr_t)c & ~(uintptr_t)SB_MASK);
-  size_t idx = chunk_index(b, c);
-  _Atomic(uint64_t) *word = &block_live(sb, b)[idx >> 6];
-  atomic_store_explicit(word, atomic_load_explicit(word, memory_order_relaxed) | ((uint64_t)1 << (idx & 63)),
+  _Atomic(uint64_t) *word = live_word((superblock_t *)((uintptr_t)c & ~(uintptr_t)SB_MASK), c);
+  atomic_store_explicit(word, atomic_load_explicit(word, memory_order_relaxed) | live_bit(c),
                         memory_order_relaxed);
-  counter_add(&heap->counters.alloc_count, 1);
   counter_add(&heap->counters.alloc_bytes, b->chunk_size);
   return c;
 }
@@ -301,7 +323,6 @@ apex_inline void *block_pop(heap_t *heap, block_t *b, chunk_t *c) {
 apex_inline void heap_free_local(heap_t *heap, superblock_t *sb, block_t *b, chunk_t *c) {
   c->next_enc = link_encode(b, c, b->free);
   b->free = c;
-  counter_add(&heap->counters.free_count, 1);
   counter_add(&heap->counters.free_bytes, b->chunk_size);
   if (apex_unlikely((--b->used == 0) | ((b->flags & BLOCK_IN_FULL) != 0))) block_free_slow(heap, sb, b);
 }

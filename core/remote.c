@@ -32,9 +32,8 @@ apex_noinline bool remote_drain(heap_t *heap) {
     superblock_t *sb = superblock_base(c);
     block_t *b = block_of(sb, c);
     apex_assert(atomic_load_explicit(&sb->heap, memory_order_relaxed) == heap);
-    size_t idx = chunk_index(b, c);
-    _Atomic(uint64_t) *word = &block_live(sb, b)[idx >> 6];
-    uint64_t bit = (uint64_t)1 << (idx & 63);
+    _Atomic(uint64_t) *word = live_word(sb, c);
+    uint64_t bit = live_bit(c);
     uint64_t w = atomic_load_explicit(word, memory_order_relaxed);
     if (apex_unlikely(!(w & bit))) apex_fatal("double free", c, b->cls);
     atomic_store_explicit(word, w & ~bit, memory_order_relaxed);

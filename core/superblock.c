@@ -14,7 +14,7 @@
 /* One bit per possible superblock in the 47-bit user address space: 2^25 bits = 4 MiB of .bss,
  * of which only the pages covering addresses actually used are ever touched. Lets free() reject a
  * foreign pointer before reading any memory near it. */
-static _Atomic uint64_t g_registry[(size_t)1 << (ADDRESS_BITS - SB_SHIFT - 6)];
+_Atomic uint64_t g_registry[(size_t)1 << (ADDRESS_BITS - SB_SHIFT - 6)];
 
 void registry_set(void *base, bool present) {
   size_t unit = (uintptr_t)base >> SB_SHIFT;
@@ -23,14 +23,6 @@ void registry_set(void *base, bool present) {
   else         atomic_fetch_and_explicit(&g_registry[unit >> 6], ~bit, memory_order_release);
 }
 
-superblock_t *superblock_of(const void *p) {
-  uintptr_t a = (uintptr_t)p - 1;       /* same rounding as superblock_base() */
-  if (apex_unlikely(a >> ADDRESS_BITS)) return NULL;
-  size_t unit = a >> SB_SHIFT;
-  uint64_t word = atomic_load_explicit(&g_registry[unit >> 6], memory_order_acquire);
-  if (apex_unlikely(!(word & ((uint64_t)1 << (unit & 63))))) return NULL;
-  return (superblock_t *)(a & ~(uintptr_t)SB_MASK);
-}
 
 /* ---- The global cache of empty superblocks -------------------------------------------------- */
 #define SB_CACHE_MAX 8
