@@ -143,7 +143,7 @@ apex_export void apex_free(void *p) {
   } else {
     /* The live bit belongs to the owner's cache lines: it is tested (and a double free caught)
      * when the owner drains its remote stack, not here. */
-    remote_push(owner, (chunk_t *)p);
+    remote_free(owner, sb, b, (chunk_t *)p);
   }
 }
 
@@ -173,6 +173,11 @@ apex_export void apex_free_sized(void *p, size_t size) {
 /* ---- Realloc --------------------------------------------------------------------------------- */
 apex_export void *apex_realloc(void *p, size_t size) {
   if (p == NULL) return apex_malloc(size);
+  if (apex_unlikely(size > HUGE_MAX)) {
+    apex_usable_size(p);                               /* still reject a bad pointer loudly */
+    errno = ENOMEM;
+    return NULL;
+  }
   superblock_t *sb = superblock_of(p);
   size_t usable;
   if (sb == NULL) {

@@ -63,7 +63,7 @@ void block_free_slow(heap_t *heap, superblock_t *sb, block_t *b) {
   }
   if (b->used != 0) return;
   bool only_block = heap->current[b->cls] == b && b->next == NULL;
-  if (b->cls == CLASS_LARGE || heap->abandoned || !only_block) block_retire(heap, sb, b);
+  if (b->cls == CLASS_LARGE || heap->retire_all || !only_block) block_retire(heap, sb, b);
 }
 
 /* Used at thread exit and on collection: retire every empty block a heap holds. */

@@ -94,7 +94,7 @@ apex_noinline void *heap_malloc_slow(heap_t *heap, size_t size, size_t cls) {
  * capacity one, so frees (local or remote) and double-free checks follow the common path. */
 apex_noinline void *heap_malloc_large(heap_t *heap, size_t size, size_t alignment) {
   remote_drain(heap);
-  size_t slices = (size + SLICE_SIZE - 1) >> SLICE_SHIFT;
+  size_t slices = size == 0 ? 1 : (size + SLICE_SIZE - 1) >> SLICE_SHIFT;
   size_t align_slices = alignment > SLICE_SIZE ? alignment >> SLICE_SHIFT : 1;
   block_t *b = superblock_take_slices(heap, slices, align_slices);
   if (b == NULL) return NULL;
@@ -102,9 +102,7 @@ apex_noinline void *heap_malloc_large(heap_t *heap, size_t size, size_t alignmen
   block_init(b, heap, CLASS_LARGE, slices << SLICE_SHIFT);
   b->flags = fresh;
   b->carved = 1;
-  chunk_t *c = (chunk_t *)b->start;
-  c->next_enc = link_encode(b, c, NULL);
-  return block_pop(heap, b, c);
+  return chunk_hand_out(heap, b, (chunk_t *)b->start);   /* untouched: fresh runs stay zero */
 }
 
 /* ---- Heap life cycle ------------------------------------------------------------------------- */
@@ -134,7 +132,8 @@ static heap_t *heap_adopt_or_new(void) {
     g_abandoned = heap->abandoned_next;
     atomic_fetch_sub_explicit(&g_abandoned_count, 1, memory_order_relaxed);
     heap->abandoned_next = NULL;
-    heap->abandoned = false;
+    heap->retire_all = false;
+    atomic_store_explicit(&heap->abandoned, false, memory_order_relaxed);
   } else {
     heap = heap_new_locked();
   }
@@ -166,7 +165,7 @@ static void heap_retire_empty(heap_t *heap) {
   while (sb != NULL) {
     superblock_t *next = sb->next;
     if (sb->used_slices == 0) {
-      if (heap->abandoned) superblock_release(heap, sb);
+      if (heap->retire_all) superblock_release(heap, sb);
       sb = next;
       continue;
     }
@@ -187,15 +186,26 @@ static void heap_retire_empty(heap_t *heap) {
 void heap_thread_done(heap_t *heap) {
   if (heap == &g_empty_heap || heap == NULL) return;
   remote_drain(heap);
-  heap->abandoned = true;
+  heap->retire_all = true;
   heap_retire_empty(heap);
   /* From here on this thread's frees take the remote path, so the heap can change hands. */
   tls_heap = &g_empty_heap;
   pthread_mutex_lock(&g_heaps_lock);
+  atomic_store_explicit(&heap->abandoned, true, memory_order_relaxed);
   heap->abandoned_next = g_abandoned;
   g_abandoned = heap;
   atomic_fetch_add_explicit(&g_abandoned_count, 1, memory_order_relaxed);
   pthread_mutex_unlock(&g_heaps_lock);
+}
+
+/* A thread freeing into an abandoned heap may act as its owner for a moment: with the heaps lock
+ * held and the heap still on the abandoned list, nobody else can touch it. Returns true with the
+ * lock held. Never waits: a busy lock means the caller queues the chunk instead. */
+bool heap_try_claim_abandoned(heap_t *heap) {
+  if (pthread_mutex_trylock(&g_heaps_lock) != 0) return false;
+  if (atomic_load_explicit(&heap->abandoned, memory_order_relaxed)) return true;
+  pthread_mutex_unlock(&g_heaps_lock);
+  return false;
 }
 
 /* Frees what other threads returned to abandoned heaps, so their memory can be reused. */

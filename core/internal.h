@@ -123,7 +123,7 @@ _Static_assert(sizeof(superblock_t) <= SLICE_SIZE, "superblock metadata must fit
 typedef struct {
   _Atomic size_t alloc_bytes;                /* bytes of chunks handed out by this heap */
   _Atomic size_t free_bytes;                 /* bytes of chunks returned to it (local or remote) */
-  size_t remote_free_count;                  /* of those, chunks that came from other threads */
+  _Atomic size_t remote_free_count;          /* of those, chunks that came from other threads */
 } heap_counters_t;
 
 apex_inline void counter_add(_Atomic size_t *c, size_t n) {
@@ -143,7 +143,8 @@ struct heap_s {
   heap_t *all_next;                      /* global list of every heap ever made */
   heap_t *abandoned_next;                /* global list of heaps without a thread */
   pthread_t owner;
-  bool abandoned;
+  _Atomic bool abandoned;                /* on the abandoned list: only g_heaps_lock holders touch it */
+  bool retire_all;                       /* owner is leaving: retire empty blocks and superblocks */
 };
 
 /* ---- Global state ---------------------------------------------------------------------------- */
@@ -242,6 +243,7 @@ apex_inline superblock_t *superblock_base(const void *p) {
 
 /* ---- remote.c -------------------------------------------------------------------------------- */
 void remote_push(heap_t *owner, chunk_t *c);
+void remote_free(heap_t *owner, superblock_t *sb, block_t *b, chunk_t *c);
 bool remote_drain(heap_t *heap);                      /* true if anything was collected */
 
 /* ---- heap.c ---------------------------------------------------------------------------------- */
@@ -253,6 +255,7 @@ void    heap_collect_abandoned(heap_t *helper);
 void    heap_queue_remove(heap_t *heap, block_t *b);
 void    heap_queue_push_back(heap_t *heap, block_t *b);
 void    heaps_lock(void);
+bool    heap_try_claim_abandoned(heap_t *heap);
 void    heaps_unlock(void);
 void    heaps_after_fork_child(void);
 heap_t *heaps_first(void);
@@ -306,17 +309,22 @@ apex_inline uint64_t heap_random(heap_t *heap) {
 /* Takes chunk `c` off the front of b's free list and marks it live. The decoded link must stay
  * inside c's superblock: anything else means the list was overwritten (use after free or an
  * overflow), and following it could hand out an attacker-chosen address. */
-apex_inline void *block_pop(heap_t *heap, block_t *b, chunk_t *c) {
-  chunk_t *next = link_decode(b, c);
-  if (apex_unlikely(((((uintptr_t)next ^ (uintptr_t)c) >> SB_SHIFT) != 0) & (next != NULL)))
-    apex_fatal("corrupted free list", c, b->cls);
-  b->free = next;
+/* Marks chunk c live and counts it; the block's free list is the caller's business. */
+apex_inline void *chunk_hand_out(heap_t *heap, block_t *b, chunk_t *c) {
   b->used++;
   _Atomic(uint64_t) *word = live_word((superblock_t *)((uintptr_t)c & ~(uintptr_t)SB_MASK), c);
   atomic_store_explicit(word, atomic_load_explicit(word, memory_order_relaxed) | live_bit(c),
                         memory_order_relaxed);
   counter_add(&heap->counters.alloc_bytes, b->chunk_size);
   return c;
+}
+
+apex_inline void *block_pop(heap_t *heap, block_t *b, chunk_t *c) {
+  chunk_t *next = link_decode(b, c);
+  if (apex_unlikely(((((uintptr_t)next ^ (uintptr_t)c) >> SB_SHIFT) != 0) & (next != NULL)))
+    apex_fatal("corrupted free list", c, b->cls);
+  b->free = next;
+  return chunk_hand_out(heap, b, c);
 }
 
 /* Returns a chunk (whose live bit the caller already cleared) to its block, on the owner thread. */

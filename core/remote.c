@@ -20,6 +20,26 @@ void remote_push(heap_t *owner, chunk_t *c) {
                                                   memory_order_release, memory_order_relaxed));
 }
 
+/* A free from a thread that does not own the chunk's superblock. Normally one push; when the
+ * owner thread has exited, the chunk is freed on the spot (if the heap can be claimed without
+ * waiting), so memory freed after its thread died is reusable at once. */
+apex_noinline void remote_free(heap_t *owner, superblock_t *sb, block_t *b, chunk_t *c) {
+  if (apex_unlikely(atomic_load_explicit(&owner->abandoned, memory_order_relaxed)) &&
+      heap_try_claim_abandoned(owner)) {
+    _Atomic(uint64_t) *word = live_word(sb, c);
+    uint64_t w = atomic_load_explicit(word, memory_order_relaxed);
+    if (apex_unlikely(!(w & live_bit(c)))) {
+      heaps_unlock();
+      apex_fatal("double free", c, b->cls);
+    }
+    atomic_store_explicit(word, w & ~live_bit(c), memory_order_relaxed);
+    heap_free_local(owner, sb, b, c);
+    heaps_unlock();
+    return;
+  }
+  remote_push(owner, c);
+}
+
 /* Frees every chunk waiting in the heap's remote stack. Each is checked against its live bit
  * before anything else, so a chunk pushed twice (a double free from other threads) is caught on
  * its second appearance instead of corrupting a free list. */
@@ -41,6 +61,6 @@ apex_noinline bool remote_drain(heap_t *heap) {
     c = next;
     n++;
   }
-  heap->counters.remote_free_count += n;
+  counter_add(&heap->counters.remote_free_count, n);
   return true;
 }

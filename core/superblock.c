@@ -169,6 +169,6 @@ void superblock_give_slices(heap_t *heap, superblock_t *sb, block_t *b) {
   apex_assert((sb->free_slices & mask) == 0);
   sb->free_slices |= mask;
   sb->used_slices -= (uint32_t)count;
-  if (sb->used_slices == 0 && (heap->abandoned || heap->superblock_count > 1))
+  if (sb->used_slices == 0 && (heap->retire_all || heap->superblock_count > 1))
     superblock_release(heap, sb);
 }

@@ -88,6 +88,29 @@ int apex_posix_memalign(void **out, size_t alignment, size_t size);
  * A pointer that is not a live ApexAlloc allocation aborts as an invalid pointer. */
 size_t apex_usable_size(const void *p);
 
+/* ---- Statistics --------------------------------------------------------------------------- */
+
+/* A snapshot of process-wide statistics. Versioned by size: pass sizeof(apex_stats_t) and the
+ * library fills the fields it knows up to that size, so a program compiled against an older
+ * header keeps working with a newer library. Counters are kept per thread and summed when read,
+ * so taking a snapshot never slows the allocation fast paths; with other threads running, the
+ * figures are a consistent-enough approximation, exact when the process is quiescent. */
+typedef struct apex_stats_s {
+  size_t size;            /* bytes of this struct the library filled in */
+  size_t allocated;       /* bytes in live allocations (usable sizes, including huge objects) */
+  size_t allocated_huge;  /* of which: bytes mapped for live huge objects (their own mappings) */
+  size_t mapped;          /* bytes currently mapped from the operating system */
+  size_t mapped_peak;     /* highest value `mapped` has had */
+  size_t superblocks;     /* 4 MiB superblocks currently mapped (owned or cached) */
+  size_t heaps;           /* thread heaps created so far (live, abandoned or reusable) */
+  size_t heaps_abandoned; /* heaps whose thread has exited, waiting to be adopted */
+  size_t remote_frees;    /* chunks freed by a thread other than their owner (collected so far) */
+} apex_stats_t;
+
+/* Fills *out with a snapshot. `size` must be at least sizeof(size_t) and at most
+ * sizeof(apex_stats_t) of the library; returns 0, or EINVAL for out == NULL or a bad size. */
+int apex_stats_get(apex_stats_t *out, size_t size);
+
 #ifdef __cplusplus
 }
 #endif
