@@ -197,6 +197,11 @@ apex_export void *apex_realloc(void *p, size_t size) {
     usable = b->chunk_size;
     /* Stay in place while the new size still uses at least half of the chunk. */
     if (size <= usable && (size >= usable / 2 || usable <= 64)) return p;
+    /* A large object stays large: grow into free slices behind it, or give back its tail. */
+    if (b->cls == CLASS_LARGE && size > SMALL_MAX && size <= LARGE_MAX &&
+        atomic_load_explicit(&sb->heap, memory_order_relaxed) == tls_heap &&
+        heap_resize_large(tls_heap, sb, b, size))
+      return p;
   }
   void *q = apex_malloc(size);
   if (q == NULL) return NULL;                          /* errno = ENOMEM, p untouched */

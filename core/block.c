@@ -62,8 +62,10 @@ void block_free_slow(heap_t *heap, superblock_t *sb, block_t *b) {
     if (b->cls != CLASS_LARGE) heap_queue_push_back(heap, b);
   }
   if (b->used != 0) return;
-  bool only_block = heap->current[b->cls] == b && b->next == NULL;
-  if (b->cls == CLASS_LARGE || heap->retire_all || !only_block) block_retire(heap, sb, b);
+  /* Keeping a spare costs at most one 64 KiB slice per class; multi-slice blocks (0.1 to 1 MiB)
+   * are always retired, or a buffer growing through the classes would leave one in each. */
+  bool keep_spare = b->slices == 1 && heap->current[b->cls] == b && b->next == NULL;
+  if (b->cls == CLASS_LARGE || heap->retire_all || !keep_spare) block_retire(heap, sb, b);
 }
 
 /* Used at thread exit and on collection: retire every empty block a heap holds. */

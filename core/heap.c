@@ -105,6 +105,35 @@ apex_noinline void *heap_malloc_large(heap_t *heap, size_t size, size_t alignmen
   return chunk_hand_out(heap, b, (chunk_t *)b->start);   /* untouched: fresh runs stay zero */
 }
 
+/* Resizes a large object in place, on its owner thread: grows into the free slices right behind
+ * its run, or gives the tail slices back. Returns false when it cannot (the caller copies). */
+bool heap_resize_large(heap_t *heap, superblock_t *sb, block_t *b, size_t size) {
+  size_t want = size == 0 ? 1 : (size + SLICE_SIZE - 1) >> SLICE_SHIFT;
+  size_t have = b->slices;
+  if (want == have) return true;
+  size_t end = (size_t)b->index + want;
+  if (want > have) {
+    if (end > SLICES_PER_SB) return false;
+    uint64_t extra = ((((uint64_t)1 << (want - have)) - 1)) << (b->index + have);
+    if ((sb->free_slices & extra) != extra) return false;
+    sb->free_slices &= ~extra;
+    sb->dirty_slices |= extra;
+    sb->used_slices += (uint32_t)(want - have);
+    for (size_t i = b->index + have; i < end; i++) sb->slice_head[i] = b->index;
+  } else {
+    uint64_t tail = ((((uint64_t)1 << (have - want)) - 1)) << end;
+    sb->free_slices |= tail;
+    sb->used_slices -= (uint32_t)(have - want);
+  }
+  counter_add(&heap->counters.free_bytes, b->chunk_size);
+  b->slices = (uint8_t)want;
+  b->chunk_size = (uint32_t)(want << SLICE_SHIFT);
+  b->limit = b->chunk_size;
+  b->div_magic = UINT64_MAX / b->chunk_size + 1;
+  counter_add(&heap->counters.alloc_bytes, b->chunk_size);
+  return true;
+}
+
 /* ---- Heap life cycle ------------------------------------------------------------------------- */
 static heap_t *heap_new_locked(void) {
   if (g_heap_arena_left < sizeof(heap_t)) {

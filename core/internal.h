@@ -250,6 +250,7 @@ bool remote_drain(heap_t *heap);                      /* true if anything was co
 heap_t *heap_for_thread(void);                        /* creates or adopts on first use */
 void   *heap_malloc_slow(heap_t *heap, size_t size, size_t cls);
 void   *heap_malloc_large(heap_t *heap, size_t size, size_t alignment);
+bool    heap_resize_large(heap_t *heap, superblock_t *sb, block_t *b, size_t size);
 void    heap_thread_done(heap_t *heap);
 void    heap_collect_abandoned(heap_t *helper);
 void    heap_queue_remove(heap_t *heap, block_t *b);
