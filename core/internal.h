@@ -135,15 +135,15 @@ struct heap_s {
   block_t *last[CLASS_COUNT];            /* tail of each class queue, NULL when empty */
   superblock_t *superblocks;             /* owned superblocks (doubly linked) */
   size_t superblock_count;
-  _Alignas(64) _Atomic(chunk_t *) remote; /* chunks freed by other threads, raw links; on a line
-                                          * of its own since other threads CAS it */
-  char remote_pad[64 - sizeof(void *)];
+  /* The one line other threads touch on every remote free: read `abandoned`, CAS `remote`. */
+  _Alignas(64) _Atomic(chunk_t *) remote; /* chunks freed by other threads, raw links */
+  _Atomic bool abandoned;                /* on the abandoned list: only g_heaps_lock holders touch it */
+  char remote_pad[64 - sizeof(void *) - sizeof(bool)];
   uint64_t rng;                          /* per-heap random state */
   heap_counters_t counters;
   heap_t *all_next;                      /* global list of every heap ever made */
   heap_t *abandoned_next;                /* global list of heaps without a thread */
   pthread_t owner;
-  _Atomic bool abandoned;                /* on the abandoned list: only g_heaps_lock holders touch it */
   bool retire_all;                       /* owner is leaving: retire empty blocks and superblocks */
 };
 
