@@ -20,6 +20,8 @@ void block_init(block_t *b, heap_t *heap, size_t cls, size_t chunk_size) {
   b->cls = (uint8_t)cls;
   b->start = (uint8_t *)sb + ((size_t)b->index << SLICE_SHIFT);
   b->next = b->prev = NULL;
+  apex_assert(atomic_load_explicit(&b->remote, memory_order_relaxed) == NULL);
+  atomic_store_explicit(&b->full_state, BLOCK_QUEUED, memory_order_relaxed);
   apex_assert(b->capacity >= 1);
 }
 
@@ -44,28 +46,34 @@ bool block_extend(block_t *b) {
   return true;
 }
 
-static void block_retire(heap_t *heap, superblock_t *sb, block_t *b) {
+/* A block on its owner's `notified` stack is not retired: the stack still links it. Collecting
+ * the stack retires it later. */
+static bool block_retire(heap_t *heap, superblock_t *sb, block_t *b) {
+  if (atomic_load(&b->full_state) == BLOCK_NOTIFIED) return false;
   if (b->cls != CLASS_LARGE && !(b->flags & BLOCK_IN_FULL)) heap_queue_remove(heap, b);
   b->free = NULL;
   b->flags = 0;
   b->limit = 0;                       /* from now on no pointer passes chunk_start_ok() */
   superblock_give_slices(heap, sb, b);
+  return true;
 }
 
 /* Called after a free when the block became empty or was full. A full block returns to its
  * class queue; an empty block is retired unless it is the only one left for its class, which is
  * kept so that a loop allocating and freeing one object does not re-create the block each time. */
-void block_free_slow(heap_t *heap, superblock_t *sb, block_t *b) {
+bool block_free_slow(heap_t *heap, superblock_t *sb, block_t *b) {
   if (b->flags & BLOCK_IN_FULL) {
     b->flags &= (uint8_t)~BLOCK_IN_FULL;
-    if (b->used != 0) { heap_queue_push_back(heap, b); return; }
+    uint8_t expected = BLOCK_FULL;
+    atomic_compare_exchange_strong(&b->full_state, &expected, BLOCK_QUEUED);
     if (b->cls != CLASS_LARGE) heap_queue_push_back(heap, b);
   }
-  if (b->used != 0) return;
+  if (b->used != 0) return false;
   /* Keeping a spare costs at most one 64 KiB slice per class; multi-slice blocks (0.1 to 1 MiB)
    * are always retired, or a buffer growing through the classes would leave one in each. */
   bool keep_spare = b->slices == 1 && heap->current[b->cls] == b && b->next == NULL;
-  if (b->cls == CLASS_LARGE || heap->retire_all || !keep_spare) block_retire(heap, sb, b);
+  if (b->cls == CLASS_LARGE || heap->retire_all || !keep_spare) return block_retire(heap, sb, b);
+  return false;
 }
 
 /* Used at thread exit and on collection: retire every empty block a heap holds. */

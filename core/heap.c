@@ -61,6 +61,14 @@ void heap_queue_push_back(heap_t *heap, block_t *b) {
   heap->last[cls] = b;
 }
 
+block_t *heap_queue_to_front(heap_t *heap, block_t *b) {
+  if (heap->current[b->cls] != b) {
+    heap_queue_remove(heap, b);
+    heap_queue_push_front(heap, b);
+  }
+  return b;
+}
+
 void heap_queue_remove(heap_t *heap, block_t *b) {
   size_t cls = b->cls;
   if (b->prev) b->prev->next = b->next; else heap->current[cls] = b->next ? b->next : &g_empty_block;
@@ -70,30 +78,49 @@ void heap_queue_remove(heap_t *heap, block_t *b) {
 
 /* ---- Allocation slow paths ------------------------------------------------------------------- */
 
-/* The class queue's head had no free chunk: collect remote frees, carve fresh chunks, skip past
- * full blocks, and as a last resort start a new block. */
+/* The class queue's head had no free chunk. Bring back full blocks that received remote frees;
+ * then walk the queue preferring chunks freed before (collecting a block's remote frees when its
+ * local list is dry) over carving fresh memory; park full blocks; start a new block only as a
+ * last resort. */
 apex_noinline void *heap_malloc_slow(heap_t *heap, size_t size, size_t cls) {
   (void)size;
-  remote_drain(heap);
-  for (;;) {
-    block_t *b = heap->current[cls];
-    if (b == &g_empty_block) break;
-    if (b->free != NULL || block_extend(b)) return block_pop(heap, b, b->free);
-    heap_queue_remove(heap, b);
-    b->flags |= BLOCK_IN_FULL;
+  heap_collect_notified(heap);
+  block_t *carvable = NULL;
+  block_t *b = heap->current[cls];
+  while (b != &g_empty_block && b != NULL) {
+    block_t *next = b->next;
+    superblock_t *sb = superblock_of_block(b);
+    bool retired = false;
+    if (b->free == NULL) block_collect(heap, sb, b, &retired);
+    if (retired) { b = next; continue; }               /* collecting emptied it: gone */
+    if (b->free != NULL) return block_pop(heap, heap_queue_to_front(heap, b), b->free);
+    if (b->carved < b->capacity) {
+      if (carvable == NULL) carvable = b;
+    } else if (block_arm_full(b)) {
+      block_collect(heap, sb, b, &retired);
+      if (!retired && b->free != NULL) return block_pop(heap, heap_queue_to_front(heap, b), b->free);
+    } else {
+      heap_queue_remove(heap, b);
+      b->flags |= BLOCK_IN_FULL;
+    }
+    b = next;
   }
-  block_t *b = superblock_take_slices(heap, g_class_slices[cls], 1);
-  if (b == NULL) return NULL;
-  block_init(b, heap, cls, g_class_size[cls]);
-  heap_queue_push_front(heap, b);
-  block_extend(b);
-  return block_pop(heap, b, b->free);
+  if (carvable == NULL) {
+    carvable = superblock_take_slices(heap, g_class_slices[cls], 1);
+    if (carvable == NULL) return NULL;
+    block_init(carvable, heap, cls, g_class_size[cls]);
+    heap_queue_push_front(heap, carvable);
+  } else {
+    heap_queue_to_front(heap, carvable);
+  }
+  block_extend(carvable);
+  return block_pop(heap, carvable, carvable->free);
 }
 
 /* An object too big for the size classes gets a run of whole slices to itself: a block of
  * capacity one, so frees (local or remote) and double-free checks follow the common path. */
 apex_noinline void *heap_malloc_large(heap_t *heap, size_t size, size_t alignment) {
-  remote_drain(heap);
+  heap_collect_notified(heap);
   size_t slices = size == 0 ? 1 : (size + SLICE_SIZE - 1) >> SLICE_SHIFT;
   size_t align_slices = alignment > SLICE_SIZE ? alignment >> SLICE_SHIFT : 1;
   block_t *b = superblock_take_slices(heap, slices, align_slices);
@@ -102,6 +129,8 @@ apex_noinline void *heap_malloc_large(heap_t *heap, size_t size, size_t alignmen
   block_init(b, heap, CLASS_LARGE, slices << SLICE_SHIFT);
   b->flags = fresh;
   b->carved = 1;
+  /* Always full: its one remote free must reach the owner through the notified stack. */
+  atomic_store(&b->full_state, BLOCK_FULL);
   return chunk_hand_out(heap, b, (chunk_t *)b->start);   /* untouched: fresh runs stay zero */
 }
 
@@ -183,7 +212,6 @@ apex_noinline heap_t *heap_for_thread(void) {
   if (heap == NULL) return NULL;
   tls_heap = heap;
   thread_register(heap);
-  remote_drain(heap);
   return heap;
 }
 
@@ -214,8 +242,8 @@ static void heap_retire_empty(heap_t *heap) {
 /* The thread owning `heap` is exiting. */
 void heap_thread_done(heap_t *heap) {
   if (heap == &g_empty_heap || heap == NULL) return;
-  remote_drain(heap);
   heap->retire_all = true;
+  heap_collect_all_remote(heap);
   heap_retire_empty(heap);
   /* From here on this thread's frees take the remote path, so the heap can change hands. */
   tls_heap = &g_empty_heap;
@@ -243,7 +271,12 @@ void heap_collect_abandoned(heap_t *helper) {
   if (atomic_load_explicit(&g_abandoned_count, memory_order_relaxed) == 0) return;
   pthread_mutex_lock(&g_heaps_lock);
   for (heap_t *heap = g_abandoned; heap != NULL; heap = heap->abandoned_next) {
-    if (remote_drain(heap)) heap_retire_empty(heap);
+    if (!atomic_load_explicit(&heap->remote_pending, memory_order_relaxed) &&
+        atomic_load_explicit(&heap->notified, memory_order_relaxed) == NULL)
+      continue;
+    atomic_store_explicit(&heap->remote_pending, false, memory_order_relaxed);
+    heap_collect_all_remote(heap);
+    heap_retire_empty(heap);
   }
   pthread_mutex_unlock(&g_heaps_lock);
 }

@@ -83,7 +83,16 @@ typedef struct block_s {
   uint32_t carved;             /* chunks carved from the fresh area so far (bump pointer) */
   uint8_t  flags;              /* BLOCK_IN_FULL, BLOCK_FRESH */
   struct block_s *next, *prev; /* neighbours in the heap's queue for this class */
+  /* Line 3: chunks freed by other threads, and whether the owner wants to be told about them. */
+  _Alignas(64) _Atomic(chunk_t *) remote;     /* raw links; the owner collects with one exchange */
+  _Atomic uint8_t full_state;                 /* BLOCK_QUEUED, BLOCK_FULL, BLOCK_NOTIFIED */
+  struct block_s *notify_next;                /* link in the owner's `notified` stack */
 } block_t;
+
+/* full_state: a block out of its queue because it had no free chunk is FULL; the first remote free
+ * into a FULL block moves it to NOTIFIED and pushes it on the owner's `notified` stack (only that
+ * transition pushes, so a block is never on the stack twice); the owner sets it back to QUEUED. */
+enum { BLOCK_QUEUED = 0, BLOCK_FULL = 1, BLOCK_NOTIFIED = 2 };
 
 struct superblock_s {
   /* First cache line: what every free reads. */
@@ -114,7 +123,7 @@ struct superblock_s {
 #define HUGE_FREE       2
 #define HUGE_HEADER     ((size_t)4096)
 
-_Static_assert(sizeof(block_t) == 128, "block descriptor: two cache lines");
+_Static_assert(sizeof(block_t) == 192, "block descriptor: three cache lines");
 _Static_assert(sizeof(superblock_t) <= SLICE_SIZE, "superblock metadata must fit in slice 0");
 
 /* ---- Heaps ----------------------------------------------------------------------------------- */
@@ -135,10 +144,11 @@ struct heap_s {
   block_t *last[CLASS_COUNT];            /* tail of each class queue, NULL when empty */
   superblock_t *superblocks;             /* owned superblocks (doubly linked) */
   size_t superblock_count;
-  /* The one line other threads touch on every remote free: read `abandoned`, CAS `remote`. */
-  _Alignas(64) _Atomic(chunk_t *) remote; /* chunks freed by other threads, raw links */
+  /* The line other threads touch: `abandoned` on every remote free, the rest rarely. */
+  _Alignas(64) _Atomic(block_t *) notified; /* full blocks that received remote frees */
   _Atomic bool abandoned;                /* on the abandoned list: only g_heaps_lock holders touch it */
-  char remote_pad[64 - sizeof(void *) - sizeof(bool)];
+  _Atomic bool remote_pending;           /* abandoned heap has uncollected remote frees */
+  char remote_pad[64 - sizeof(void *) - 2 * sizeof(bool)];
   uint64_t rng;                          /* per-heap random state */
   heap_counters_t counters;
   heap_t *all_next;                      /* global list of every heap ever made */
@@ -216,7 +226,7 @@ apex_inline block_t *block_of(superblock_t *sb, const void *p) {
 /* ---- block.c --------------------------------------------------------------------------------- */
 void     block_init(block_t *b, heap_t *heap, size_t cls, size_t chunk_size);
 bool     block_extend(block_t *b);                    /* carve fresh chunks onto the free list */
-void     block_free_slow(heap_t *heap, superblock_t *sb, block_t *b);
+bool     block_free_slow(heap_t *heap, superblock_t *sb, block_t *b);  /* true: retired */
 void     block_retire_if_empty(heap_t *heap, superblock_t *sb, block_t *b);
 
 apex_inline uintptr_t link_encode(const block_t *b, const chunk_t *slot, const chunk_t *next) {
@@ -242,9 +252,17 @@ apex_inline superblock_t *superblock_base(const void *p) {
 }
 
 /* ---- remote.c -------------------------------------------------------------------------------- */
-void remote_push(heap_t *owner, chunk_t *c);
-void remote_free(heap_t *owner, superblock_t *sb, block_t *b, chunk_t *c);
-bool remote_drain(heap_t *heap);                      /* true if anything was collected */
+void   remote_free(heap_t *owner, superblock_t *sb, block_t *b, chunk_t *c);
+/* Collects b's remote frees; returns how many. Sets *retired when the block was retired (its
+ * superblock may then be gone too: touch neither again). */
+size_t block_collect(heap_t *heap, superblock_t *sb, block_t *b, bool *retired);
+bool   block_arm_full(block_t *b);                    /* true: a remote free raced in */
+void   heap_collect_notified(heap_t *heap);
+void   heap_collect_all_remote(heap_t *heap);
+
+apex_inline superblock_t *superblock_of_block(const block_t *b) {
+  return (superblock_t *)((uintptr_t)b & ~(uintptr_t)SB_MASK);   /* descriptors live in slice 0 */
+}
 
 /* ---- heap.c ---------------------------------------------------------------------------------- */
 heap_t *heap_for_thread(void);                        /* creates or adopts on first use */
@@ -255,6 +273,7 @@ void    heap_thread_done(heap_t *heap);
 void    heap_collect_abandoned(heap_t *helper);
 void    heap_queue_remove(heap_t *heap, block_t *b);
 void    heap_queue_push_back(heap_t *heap, block_t *b);
+block_t *heap_queue_to_front(heap_t *heap, block_t *b);
 void    heaps_lock(void);
 bool    heap_try_claim_abandoned(heap_t *heap);
 void    heaps_unlock(void);
