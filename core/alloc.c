@@ -102,15 +102,9 @@ apex_cold apex_noreturn static void pointer_invalid(superblock_t *sb, block_t *b
   apex_fatal(is_free ? "double free" : "use of a freed pointer", p, b->cls);
 }
 
-apex_inline block_t *block_checked(superblock_t *sb, const void *p, const char *op,
-                                   _Atomic(uint64_t) **word_out, uint64_t *bit_out) {
+apex_inline block_t *block_checked(superblock_t *sb, const void *p, const char *op) {
   block_t *b = block_of(sb, p);
-  _Atomic(uint64_t) *word = live_word(sb, p);
-  uint64_t bit = live_bit(p);
-  if (apex_unlikely(!chunk_start_ok(b, p) || !(atomic_load_explicit(word, memory_order_relaxed) & bit)))
-    pointer_invalid(sb, b, p, op);
-  *word_out = word;
-  *bit_out = bit;
+  if (apex_unlikely(!chunk_start_ok(b, p) || chunk_is_free((const chunk_t *)p))) pointer_invalid(sb, b, p, op);
   return b;
 }
 
@@ -133,18 +127,10 @@ apex_export void apex_free(void *p) {
   if (apex_unlikely(sb->kind != SB_KIND_BLOCKS)) { huge_free(sb, p); return; }
   block_t *b = block_of(sb, p);
   if (apex_unlikely(!chunk_start_ok(b, p))) pointer_invalid(sb, b, p, "free");
+  if (apex_unlikely(chunk_is_free((chunk_t *)p))) pointer_invalid(sb, b, p, "free");
   heap_t *owner = atomic_load_explicit(&sb->heap, memory_order_relaxed);
-  if (apex_likely(owner == tls_heap)) {
-    _Atomic(uint64_t) *word = live_word(sb, p);
-    uint64_t w = atomic_load_explicit(word, memory_order_relaxed);
-    if (apex_unlikely(!(w & live_bit(p)))) pointer_invalid(sb, b, p, "free");
-    atomic_store_explicit(word, w & ~live_bit(p), memory_order_relaxed);
-    heap_free_local(owner, sb, b, (chunk_t *)p);
-  } else {
-    /* The live bit belongs to the owner's cache lines: it is tested (and a double free caught)
-     * when the owner drains its remote stack, not here. */
-    remote_free(owner, sb, b, (chunk_t *)p);
-  }
+  if (apex_likely(owner == tls_heap)) heap_free_local(owner, sb, b, (chunk_t *)p);
+  else remote_free(owner, sb, b, (chunk_t *)p);
 }
 
 apex_export size_t apex_usable_size(const void *p) {
@@ -158,9 +144,7 @@ apex_export size_t apex_usable_size(const void *p) {
     huge_check_live(sb, p, "use of a freed pointer");
     return sb->huge_size;
   }
-  _Atomic(uint64_t) *word;
-  uint64_t bit;
-  return block_checked(sb, p, "usable_size", &word, &bit)->chunk_size;
+  return block_checked(sb, p, "usable_size")->chunk_size;
 }
 
 apex_export void apex_free_sized(void *p, size_t size) {
@@ -191,9 +175,7 @@ apex_export void *apex_realloc(void *p, size_t size) {
       if (q != NULL) return q;
     }
   } else {
-    _Atomic(uint64_t) *word;
-    uint64_t bit;
-    block_t *b = block_checked(sb, p, "realloc", &word, &bit);
+    block_t *b = block_checked(sb, p, "realloc");
     usable = b->chunk_size;
     /* Stay in place while the new size still uses at least half of the chunk. */
     if (size <= usable && (size >= usable / 2 || usable <= 64)) return p;

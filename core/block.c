@@ -39,6 +39,7 @@ bool block_extend(block_t *b) {
   for (size_t i = batch; i-- > 0;) {
     chunk_t *c = (chunk_t *)(first + i * b->chunk_size);
     c->next_enc = link_encode(b, c, next);
+    c->free_tag = chunk_tag_free(c);
     next = c;
   }
   b->free = next;

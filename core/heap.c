@@ -131,7 +131,9 @@ apex_noinline void *heap_malloc_large(heap_t *heap, size_t size, size_t alignmen
   b->carved = 1;
   /* Always full: its one remote free must reach the owner through the notified stack. */
   atomic_store(&b->full_state, BLOCK_FULL);
-  return chunk_hand_out(heap, b, (chunk_t *)b->start);   /* untouched: fresh runs stay zero */
+  chunk_t *c = (chunk_t *)b->start;
+  if (c->free_tag != 0) c->free_tag = 0;   /* a stale tag from an earlier chunk here; fresh runs stay untouched */
+  return chunk_hand_out(heap, b, c);
 }
 
 /* Resizes a large object in place, on its owner thread: grows into the free slices right behind

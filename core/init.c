@@ -18,6 +18,7 @@
 
 _Atomic int g_init_state;
 uintptr_t g_secret;
+uintptr_t g_tag_secret;
 static APEX_TLS bool tls_initializing;
 static pthread_key_t g_thread_key;
 
@@ -140,6 +141,8 @@ static void fork_child(void) {
 /* ---- Global initialization ------------------------------------------------------------------- */
 static void global_init(void) {
   os_random(&g_secret, sizeof g_secret);
+  os_random(&g_tag_secret, sizeof g_tag_secret);
+  g_tag_secret &= ~TAG_REMOTE;
   sizeclass_init();
   pthread_key_create(&g_thread_key, thread_exit);
   pthread_atfork(fork_prepare, fork_parent, fork_child);

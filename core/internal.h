@@ -8,7 +8,7 @@
  * The hierarchy (see docs/ARCHITECTURE.md):
  *   superblock  4 MiB, 4 MiB-aligned mapping; slice 0 holds all its metadata, slices 1..63 user data.
  *   block       a run of 1..N 64 KiB slices serving one size class (or one large object).
- *   chunk       one user object; its state lives out of band in the block's live bitmap.
+ *   chunk       one user object; while free, its second word holds a keyed "free" tag.
  */
 #ifndef APEX_INTERNAL_H
 #define APEX_INTERNAL_H
@@ -56,7 +56,8 @@
 #define HUGE_MAX        ((size_t)1 << 46)                    /* beyond any real mapping */
 
 /* ---- Chunks, blocks, superblocks -------------------------------------------------------------- */
-typedef struct chunk_s { uintptr_t next_enc; } chunk_t;      /* free chunk: encoded next pointer */
+/* A free chunk: its encoded free-list link, and a tag that says "free" (see chunk_tag_free). */
+typedef struct chunk_s { uintptr_t next_enc; uintptr_t free_tag; } chunk_t;
 
 enum {
   BLOCK_IN_FULL = 1,   /* no free chunks: removed from its heap's class queue */
@@ -111,9 +112,6 @@ struct superblock_s {
   size_t   huge_offset;                  /* huge objects: user pointer = header + huge_offset */
   _Atomic(uint32_t) huge_state;          /* HUGE_LIVE / HUGE_FREE */
   _Alignas(64) block_t blocks[SLICES_PER_SB];  /* descriptor per head slice */
-  /* Chunk-is-allocated bitmap: one bit per 16 bytes of the superblock, so a chunk's bit comes
-   * straight from its address (word = offset >> 10, bit = (offset >> 4) & 63). */
-  _Atomic(uint64_t) live[SB_SIZE >> 10];
 };
 
 #define SB_MAGIC        0x41504558534250ULL  /* "APEXSBP" */
@@ -235,11 +233,17 @@ apex_inline uintptr_t link_encode(const block_t *b, const chunk_t *slot, const c
 apex_inline chunk_t *link_decode(const block_t *b, const chunk_t *slot) {
   return (chunk_t *)(slot->next_enc ^ b->key ^ ((uintptr_t)slot >> 4));
 }
-/* The live bit of the chunk at p. */
-apex_inline _Atomic(uint64_t) *live_word(superblock_t *sb, const void *p) {
-  return &sb->live[((uintptr_t)p & SB_MASK) >> 10];
+/* Free chunks are tagged in their second word with g_tag_secret ^ address: on a local free list
+ * exactly that, in a remote list with TAG_REMOTE flipped. A free of a chunk that carries either
+ * tag is a double free; allocation clears the tag. The tag shares the cache line of the link, so
+ * the check costs no extra memory traffic, and a secret-keyed value is not something live data
+ * holds by accident (or that an attacker can forge without first leaking the secret). */
+#define TAG_REMOTE ((uintptr_t)8)
+extern uintptr_t g_tag_secret;
+apex_inline uintptr_t chunk_tag_free(const chunk_t *c) { return g_tag_secret ^ (uintptr_t)c; }
+apex_inline bool chunk_is_free(const chunk_t *c) {
+  return ((c->free_tag ^ chunk_tag_free(c)) | TAG_REMOTE) == TAG_REMOTE;
 }
-apex_inline uint64_t live_bit(const void *p) { return (uint64_t)1 << (((uintptr_t)p >> 4) & 63); }
 
 /* True when p is the start of a chunk of b: inside the block, and its offset divisible by the
  * chunk size (Lemire's test: for n < 2^32, d divides n iff n * ceil(2^64/d) <= ceil(2^64/d) - 1). */
@@ -329,26 +333,29 @@ apex_inline uint64_t heap_random(heap_t *heap) {
 /* Takes chunk `c` off the front of b's free list and marks it live. The decoded link must stay
  * inside c's superblock: anything else means the list was overwritten (use after free or an
  * overflow), and following it could hand out an attacker-chosen address. */
-/* Marks chunk c live and counts it; the block's free list is the caller's business. */
+/* Counts chunk c as handed out; the block's free list is the caller's business. */
 apex_inline void *chunk_hand_out(heap_t *heap, block_t *b, chunk_t *c) {
   b->used++;
-  _Atomic(uint64_t) *word = live_word((superblock_t *)((uintptr_t)c & ~(uintptr_t)SB_MASK), c);
-  atomic_store_explicit(word, atomic_load_explicit(word, memory_order_relaxed) | live_bit(c),
-                        memory_order_relaxed);
   counter_add(&heap->counters.alloc_bytes, b->chunk_size);
   return c;
 }
 
+/* Pops c off b's free list. The chunk must still carry its free tag (else something wrote to it
+ * after it was freed) and its decoded link must stay inside c's superblock (else the list was
+ * overwritten, and following it could hand out an attacker-chosen address). */
 apex_inline void *block_pop(heap_t *heap, block_t *b, chunk_t *c) {
   chunk_t *next = link_decode(b, c);
-  if (apex_unlikely(((((uintptr_t)next ^ (uintptr_t)c) >> SB_SHIFT) != 0) & (next != NULL)))
-    apex_fatal("corrupted free list", c, b->cls);
+  if (apex_unlikely((c->free_tag != chunk_tag_free(c)) |
+                    (((((uintptr_t)next ^ (uintptr_t)c) >> SB_SHIFT) != 0) & (next != NULL))))
+    apex_fatal(c->free_tag != chunk_tag_free(c) ? "write after free" : "corrupted free list", c, b->cls);
   b->free = next;
+  c->free_tag = 0;
   return chunk_hand_out(heap, b, c);
 }
 
-/* Returns a chunk (whose live bit the caller already cleared) to its block, on the owner thread. */
+/* Returns a chunk (already checked not to be free) to its block, on the owner thread. */
 apex_inline void heap_free_local(heap_t *heap, superblock_t *sb, block_t *b, chunk_t *c) {
+  c->free_tag = chunk_tag_free(c);
   c->next_enc = link_encode(b, c, b->free);
   b->free = c;
   counter_add(&heap->counters.free_bytes, b->chunk_size);

@@ -36,19 +36,13 @@ static void notify_owner(heap_t *owner, block_t *b) {
 apex_noinline void remote_free(heap_t *owner, superblock_t *sb, block_t *b, chunk_t *c) {
   if (apex_unlikely(atomic_load_explicit(&owner->abandoned, memory_order_relaxed))) {
     if (heap_try_claim_abandoned(owner)) {
-      _Atomic(uint64_t) *word = live_word(sb, c);
-      uint64_t w = atomic_load_explicit(word, memory_order_relaxed);
-      if (apex_unlikely(!(w & live_bit(c)))) {
-        heaps_unlock();
-        apex_fatal("double free", c, b->cls);
-      }
-      atomic_store_explicit(word, w & ~live_bit(c), memory_order_relaxed);
-      heap_free_local(owner, sb, b, c);
+      heap_free_local(owner, sb, b, c);      /* the caller checked c is not free */
       heaps_unlock();
       return;
     }
     atomic_store_explicit(&owner->remote_pending, true, memory_order_relaxed);
   }
+  c->free_tag = chunk_tag_free(c) ^ TAG_REMOTE;
   chunk_t *head = atomic_load_explicit(&b->remote, memory_order_relaxed);
   do {
     c->next_enc = (uintptr_t)head;
@@ -56,9 +50,10 @@ apex_noinline void remote_free(heap_t *owner, superblock_t *sb, block_t *b, chun
   if (apex_unlikely(atomic_load(&b->full_state) == BLOCK_FULL)) notify_owner(owner, b);
 }
 
-/* Moves every chunk of b's remote list to its local free list. Each chunk's live bit is tested
- * before anything else, so a chunk pushed twice (a double free from other threads) is caught on
- * its second appearance instead of corrupting a list. Afterwards a block that was full returns to
+/* Moves every chunk of b's remote list to its local free list. Each chunk's tag is tested before
+ * anything else: it must say "remote". A chunk pushed twice (two threads freeing it at once) says
+ * "local" on its second appearance, since the first one re-tagged it, and is caught instead of
+ * corrupting a list. Afterwards a block that was full returns to
  * its queue, and an empty one may be retired (the caller must then not use b). */
 size_t block_collect(heap_t *heap, superblock_t *sb, block_t *b, bool *retired) {
   *retired = false;
@@ -68,10 +63,9 @@ size_t block_collect(heap_t *heap, superblock_t *sb, block_t *b, bool *retired) 
   size_t n = 0;
   while (c != NULL) {
     chunk_t *next = (chunk_t *)c->next_enc;
-    _Atomic(uint64_t) *word = live_word(sb, c);
-    uint64_t w = atomic_load_explicit(word, memory_order_relaxed);
-    if (apex_unlikely(!(w & live_bit(c)))) apex_fatal("double free", c, b->cls);
-    atomic_store_explicit(word, w & ~live_bit(c), memory_order_relaxed);
+    if (apex_unlikely(c->free_tag != (chunk_tag_free(c) ^ TAG_REMOTE)))
+      apex_fatal(c->free_tag == chunk_tag_free(c) ? "double free" : "write after free", c, b->cls);
+    c->free_tag = chunk_tag_free(c);
     c->next_enc = link_encode(b, c, local);
     local = c;
     c = next;
