@@ -8,7 +8,7 @@
  *
  * Thread exit: the heap frees what it can, then goes onto the abandoned list with whatever is
  * still live in it. A new thread adopts an abandoned heap wholesale before making a new one, and
- * a thread that needs a fresh superblock first drains the remote stacks of abandoned heaps, so
+ * a thread that needs a fresh superblock first collects remote frees stranded in abandoned heaps, so
  * objects freed after their thread died are reused rather than leaked.
  */
 #include "internal.h"

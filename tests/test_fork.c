@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -111,10 +112,21 @@ static void child(unsigned fork_no) {
   CHECK(c && tu_first_nonzero(c, 1000000) == SIZE_MAX, "calloc in the child is not zeroed");
   apex_free(c);
 
-  /* A thread in the child. */
+  /* A thread in the child. glibc gives it the cached stack (and so the pthread_t) of one of the parent's
+   * threads that do not exist here; ThreadSanitizer's registry still lists those and aborts with "dup
+   * thread with used id", so under TSan the thread gets a stack of its own instead. */
   pthread_t t;
-  CHECK(pthread_create(&t, NULL, child_thread, NULL) == 0, "pthread_create in the child failed");
+  pthread_attr_t attr;
+  CHECK(pthread_attr_init(&attr) == 0, "pthread_attr_init failed");
+  if (APEX_TEST_TSAN) {
+    size_t stack_size = 4 * TU_MIB;
+    void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(stack != MAP_FAILED, "mmap of a thread stack failed");
+    CHECK(pthread_attr_setstack(&attr, stack, stack_size) == 0, "pthread_attr_setstack failed");
+  }
+  CHECK(pthread_create(&t, &attr, child_thread, NULL) == 0, "pthread_create in the child failed");
   CHECK(pthread_join(t, NULL) == 0, "pthread_join in the child failed");
+  pthread_attr_destroy(&attr);
 
   /* The rest of the parent's objects. */
   for (size_t i = 0; i < NSLOTS; i++) {

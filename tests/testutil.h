@@ -164,16 +164,21 @@ static inline int tu_range_cmp(const void *a, const void *b) {
   return x->lo < y->lo ? -1 : x->lo > y->lo ? 1 : 0;
 }
 
-/* Sorts r[0..n) by start and CHECKs that no two ranges overlap. `what` names the batch. */
-#define TU_CHECK_DISJOINT(r, n, what)                                                              \
-  do {                                                                                             \
-    qsort((r), (n), sizeof(tu_range), tu_range_cmp);                                               \
-    for (size_t tu_i_ = 1; tu_i_ < (size_t)(n); tu_i_++)                                           \
-      CHECK((r)[tu_i_ - 1].hi <= (r)[tu_i_].lo,                                                    \
-            "%s: live blocks overlap: #%zu [%p, %p) and #%zu [%p, %p)", (what),                    \
-            (r)[tu_i_ - 1].index, (void *)(r)[tu_i_ - 1].lo, (void *)(r)[tu_i_ - 1].hi,            \
-            (r)[tu_i_].index, (void *)(r)[tu_i_].lo, (void *)(r)[tu_i_].hi);                       \
-  } while (0)
+/* Sorts r[0..n) by start and fails (like CHECK, naming the caller's line) if two ranges overlap.
+ * `what` names the batch. */
+static inline void tu_check_disjoint_at(tu_range *r, size_t n, const char *what, const char *file, int line) {
+  qsort(r, n, sizeof(tu_range), tu_range_cmp);
+  for (size_t i = 1; i < n; i++) {
+    if (r[i - 1].hi > r[i].lo) {
+      fprintf(stderr, "%s:%d: %s: live blocks overlap: #%zu [%p, %p) and #%zu [%p, %p)\n", file, line, what,
+              r[i - 1].index, (void *)r[i - 1].lo, (void *)r[i - 1].hi, r[i].index, (void *)r[i].lo,
+              (void *)r[i].hi);
+      fflush(stderr);
+      _Exit(1);
+    }
+  }
+}
+#define TU_CHECK_DISJOINT(r, n, what) tu_check_disjoint_at((r), (n), (what), __FILE__, __LINE__)
 
 /* ---- Resident set size --------------------------------------------------------------------- */
 
