@@ -129,8 +129,10 @@ apex_export void apex_free(void *p) {
   if (apex_unlikely(!chunk_start_ok(b, p))) pointer_invalid(sb, b, p, "free");
   if (apex_unlikely(chunk_is_free((chunk_t *)p))) pointer_invalid(sb, b, p, "free");
   heap_t *owner = atomic_load_explicit(&sb->heap, memory_order_relaxed);
-  if (apex_likely(owner == tls_heap)) heap_free_local(owner, sb, b, (chunk_t *)p);
-  else remote_free(owner, sb, b, (chunk_t *)p);
+  if (apex_likely(atomic_load_explicit(&owner->thread_id, memory_order_relaxed) == current_thread_id()))
+    heap_free_local(owner, sb, b, (chunk_t *)p);
+  else
+    remote_free(owner, sb, b, (chunk_t *)p);
 }
 
 apex_export size_t apex_usable_size(const void *p) {

@@ -35,6 +35,10 @@ void heaps_after_fork_child(void) {
    * fork happened, so they are left untouched (never adopted); their memory stays reserved in
    * the child. The locks are re-created because their holders may not exist in the child. */
   pthread_mutex_init(&g_heaps_lock, NULL);
+  /* A thread created in the child may reuse a dead thread's stack and so its thread pointer:
+   * forget those owners so nobody mistakes such a heap for its own. */
+  for (heap_t *heap = g_all_heaps; heap != NULL; heap = heap->all_next)
+    if (heap != tls_heap) atomic_store_explicit(&heap->thread_id, 0, memory_order_relaxed);
 }
 
 /* ---- Class queues ---------------------------------------------------------------------------- */
@@ -198,7 +202,7 @@ static heap_t *heap_adopt_or_new(void) {
     heap = heap_new_locked();
   }
   pthread_mutex_unlock(&g_heaps_lock);
-  if (heap) heap->owner = pthread_self();
+  if (heap) atomic_store_explicit(&heap->thread_id, current_thread_id(), memory_order_relaxed);
   return heap;
 }
 
@@ -248,6 +252,7 @@ void heap_thread_done(heap_t *heap) {
   heap_collect_all_remote(heap);
   heap_retire_empty(heap);
   /* From here on this thread's frees take the remote path, so the heap can change hands. */
+  atomic_store_explicit(&heap->thread_id, 0, memory_order_relaxed);
   tls_heap = &g_empty_heap;
   pthread_mutex_lock(&g_heaps_lock);
   atomic_store_explicit(&heap->abandoned, true, memory_order_relaxed);

@@ -138,6 +138,9 @@ apex_inline void counter_add(_Atomic size_t *c, size_t n) {
 }
 
 struct heap_s {
+  /* The owner's identity shares the first line with the queue heads, which change only on slow
+   * paths, so other threads can read it without bouncing the owner's hot data. */
+  _Atomic uintptr_t thread_id;           /* owner's thread pointer; 0 while it has no owner */
   block_t *current[CLASS_COUNT];         /* head of each class queue, or &g_empty_block */
   block_t *last[CLASS_COUNT];            /* tail of each class queue, NULL when empty */
   superblock_t *superblocks;             /* owned superblocks (doubly linked) */
@@ -151,7 +154,6 @@ struct heap_s {
   heap_counters_t counters;
   heap_t *all_next;                      /* global list of every heap ever made */
   heap_t *abandoned_next;                /* global list of heaps without a thread */
-  pthread_t owner;
   bool retire_all;                       /* owner is leaving: retire empty blocks and superblocks */
 };
 
@@ -166,6 +168,11 @@ extern uintptr_t g_secret;                /* from getrandom at init */
 #define APEX_TLS __thread __attribute__((tls_model("initial-exec")))
 #endif
 extern APEX_TLS heap_t *tls_heap;
+
+/* The calling thread's identity without a TLS lookup: its thread pointer (%fs:0 on x86-64),
+ * unique among live threads. Lets free() recognize the owner even in the dlopen-safe build,
+ * where reading a TLS variable costs a call. */
+apex_inline uintptr_t current_thread_id(void) { return (uintptr_t)__builtin_thread_pointer(); }
 
 /* ---- os.c ------------------------------------------------------------------------------------ */
 void  *os_map(size_t size);
