@@ -20,6 +20,13 @@
 
 /* ---- Allocation ------------------------------------------------------------------------------ */
 
+/* A large run must start at a multiple of the alignment (in slices) and not at slice 0. */
+static bool large_fits(size_t size, size_t alignment) {
+  size_t slices = size == 0 ? 1 : (size + SLICE_SIZE - 1) >> SLICE_SHIFT;
+  size_t first = alignment > SLICE_SIZE ? alignment >> SLICE_SHIFT : 1;
+  return alignment < SB_SIZE && first + slices <= SLICES_PER_SB;
+}
+
 /* Everything the inline fast path does not handle: first use by a thread, empty free lists,
  * sizes above 1 KiB, alignment, zeroing, large and huge objects. */
 apex_noinline void *apex_alloc_aligned(size_t size, size_t alignment, bool zero) {
@@ -38,7 +45,7 @@ apex_noinline void *apex_alloc_aligned(size_t size, size_t alignment, bool zero)
     block_t *b = heap->current[cls];
     p = b->free != NULL ? block_pop(heap, b, b->free) : heap_malloc_slow(heap, size, cls);
     if (p != NULL && zero) memset(p, 0, size);
-  } else if (size <= LARGE_MAX && alignment <= SB_SIZE / 2) {
+  } else if (size <= LARGE_MAX && large_fits(size, alignment)) {
     p = heap_malloc_large(heap, size, alignment);
     if (p != NULL && zero) {
       block_t *b = block_of(superblock_base(p), p);

@@ -50,7 +50,7 @@
  * SMALL_MAX. Above SMALL_MAX an object gets its own run of slices (a "large" block), and above
  * LARGE_MAX its own mapping ("huge"). */
 #define SMALL_MAX       ((size_t)128 * 1024)
-#define LARGE_MAX       ((size_t)2 * 1024 * 1024)
+#define LARGE_MAX       ((SLICES_PER_SB - 1) * SLICE_SIZE)   /* 63 slices: 3.94 MiB */
 #define CLASS_COUNT     89                                   /* classes 1..88; 0 = large/huge */
 #define CLASS_LARGE     0
 #define HUGE_MAX        ((size_t)1 << 46)                    /* beyond any real mapping */
@@ -143,7 +143,8 @@ struct heap_s {
   _Atomic uintptr_t thread_id;           /* owner's thread pointer; 0 while it has no owner */
   block_t *current[CLASS_COUNT];         /* head of each class queue, or &g_empty_block */
   block_t *last[CLASS_COUNT];            /* tail of each class queue, NULL when empty */
-  superblock_t *superblocks;             /* owned superblocks (doubly linked) */
+  superblock_t *superblocks;             /* owned superblocks (doubly linked), oldest first */
+  superblock_t *superblocks_last;
   size_t superblock_count;
   /* The line other threads touch: `abandoned` on every remote free, the rest rarely. */
   _Alignas(64) _Atomic(block_t *) notified; /* full blocks that received remote frees */

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #define HUGE_CACHE_SLOTS  8
-#define HUGE_CACHE_BYTES  ((size_t)64 * 1024 * 1024)
+#define HUGE_CACHE_BYTES  ((size_t)32 * 1024 * 1024)
 
 static pthread_mutex_t g_huge_lock = PTHREAD_MUTEX_INITIALIZER;
 static superblock_t *g_huge_cache[HUGE_CACHE_SLOTS];

@@ -59,18 +59,20 @@ static superblock_t *superblock_map_new(void) {
   return sb;
 }
 
+/* New superblocks go to the back: blocks are placed first-fit from the front, so small blocks
+ * keep filling older superblocks and fresh ones stay whole for long runs. */
 static void heap_link_superblock(heap_t *heap, superblock_t *sb) {
-  sb->prev = NULL;
-  sb->next = heap->superblocks;
-  if (heap->superblocks) heap->superblocks->prev = sb;
-  heap->superblocks = sb;
+  sb->next = NULL;
+  sb->prev = heap->superblocks_last;
+  if (heap->superblocks_last) heap->superblocks_last->next = sb; else heap->superblocks = sb;
+  heap->superblocks_last = sb;
   heap->superblock_count++;
   atomic_store_explicit(&sb->heap, heap, memory_order_release);
 }
 
 static void heap_unlink_superblock(heap_t *heap, superblock_t *sb) {
   if (sb->prev) sb->prev->next = sb->next; else heap->superblocks = sb->next;
-  if (sb->next) sb->next->prev = sb->prev;
+  if (sb->next) sb->next->prev = sb->prev; else heap->superblocks_last = sb->prev;
   sb->next = sb->prev = NULL;
   heap->superblock_count--;
 }
@@ -131,11 +133,15 @@ static uint64_t aligned_positions(size_t align_slices) {
   return m;
 }
 
+#define LONG_RUN 8        /* slices: 512 KiB and more */
+
 static block_t *take_run(superblock_t *sb, size_t count, uint64_t positions) {
   if (SLICES_PER_SB - 1 - sb->used_slices < count) return NULL;
   uint64_t starts = runs_of(sb->free_slices, count) & positions;
   if (starts == 0) return NULL;
-  size_t first = (size_t)__builtin_ctzll(starts);
+  /* Short runs (blocks) are placed low, long ones (large objects) high, so that what is freed
+   * between them stays one contiguous range. */
+  size_t first = count >= LONG_RUN ? 63 - (size_t)__builtin_clzll(starts) : (size_t)__builtin_ctzll(starts);
   uint64_t mask = (count == 64 ? ~(uint64_t)0 : (((uint64_t)1 << count) - 1)) << first;
   sb->free_slices &= ~mask;
   sb->used_slices += (uint32_t)count;
