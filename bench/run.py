@@ -119,6 +119,10 @@ def default_allocators(build_dir: str, apex: str | None) -> dict[str, Allocator]
         "jemalloc": Allocator("jemalloc", "jemalloc", os.path.join(LIBDIR, "libjemalloc.so.2")),
         "mimalloc": Allocator("mimalloc", "mimalloc", os.path.join(LIBDIR, "libmimalloc.so.2")),
         "tcmalloc": Allocator("tcmalloc", "tcmalloc", os.path.join(LIBDIR, "libtcmalloc_minimal.so.4")),
+        # Not in the default set: ApexAlloc built with the dlopen-safe (global-dynamic) TLS model of
+        # its embeddable form, to measure what that choice costs (--allocators apex,apex-gd).
+        "apex-gd": Allocator("apex-gd", "ApexAlloc (dlopen-safe TLS)",
+                             os.path.join(build_dir, "core", "libapexalloc_tlsgd.so")),
     }
 
 
@@ -396,7 +400,7 @@ def write_chart(path: str, workloads: list[Workload], allocs: list[Allocator],
     names = [w.name for w in workloads]
     width = 0.8 / len(allocs)
     colors = {"apex": "#d62728", "glibc": "#7f7f7f", "jemalloc": "#1f77b4",
-              "mimalloc": "#2ca02c", "tcmalloc": "#ff7f0e"}
+              "mimalloc": "#2ca02c", "tcmalloc": "#ff7f0e", "apex-gd": "#ff9896"}
     fig, axes = plt.subplots(2, 1, figsize=(max(9.0, 1.35 * len(names) + 2), 8.5), sharex=True)
     panels = [("time", lambda c: c.time(), f"wall time / {base.label}"),
               ("rss", lambda c: c.rss_mib(), f"peak RSS / {base.label}")]
@@ -523,7 +527,7 @@ def main(argv: list[str]) -> int:
             print(f"{bar}\n!! SKIPPING {a.label}: {a.skipped}\n{bar}", file=sys.stderr)
             skipped.append(a)
             continue
-        a.version = apex_version(a.lib) if key == "apex" else (package_version(a.lib) if a.lib else
+        a.version = apex_version(a.lib) if key.startswith("apex") else (package_version(a.lib) if a.lib else
                                                                   os.confstr("CS_GNU_LIBC_VERSION"))
         allocs.append(a)
     if not allocs:

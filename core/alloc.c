@@ -11,6 +11,7 @@
  *     chunk index (rejects interior pointers), a live-bit test (rejects double frees), then either
  *     a push onto the block's local list or one CAS onto the owner's remote stack.
  */
+#define _GNU_SOURCE
 #include "internal.h"
 
 #include <errno.h>
@@ -218,16 +219,6 @@ apex_export int apex_version(void) {
 /* tests/test_malloc_family.c checks that this string agrees with the enum in the header. */
 apex_export const char *apex_version_string(void) { return "0.1.0"; }
 
-/* Hidden aliases: override.c reaches the implementations with direct calls, never through the
- * PLT, while the exported apex_* names stay interposable for whoever wants to wrap them. */
-#define APEX_HIDDEN_ALIAS(name) \
-  extern __typeof(apex_##name) apexi_##name __attribute__((alias("apex_" #name), visibility("hidden")))
-APEX_HIDDEN_ALIAS(malloc);
-APEX_HIDDEN_ALIAS(calloc);
-APEX_HIDDEN_ALIAS(realloc);
-APEX_HIDDEN_ALIAS(reallocarray);
-APEX_HIDDEN_ALIAS(free);
-APEX_HIDDEN_ALIAS(free_sized);
-APEX_HIDDEN_ALIAS(aligned_alloc);
-APEX_HIDDEN_ALIAS(posix_memalign);
-APEX_HIDDEN_ALIAS(usable_size);
+#ifdef APEX_OVERRIDE
+#include "override.c"
+#endif

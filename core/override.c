@@ -5,8 +5,9 @@
  *
  * Owns: the standard names and their POSIX/glibc edge cases.
  * Must never: hold logic of its own beyond argument conventions; everything forwards.
+ * Compiled as the tail of alloc.c (only when APEX_OVERRIDE is defined), since an alias must live in
+ * the translation unit of its target.
  */
-#define _GNU_SOURCE
 #include "internal.h"
 
 #include <errno.h>
@@ -14,51 +15,42 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-void  *apexi_malloc(size_t size);
-void  *apexi_calloc(size_t count, size_t size);
-void  *apexi_realloc(void *p, size_t size);
-void  *apexi_reallocarray(void *p, size_t count, size_t size);
-void   apexi_free(void *p);
-void   apexi_free_sized(void *p, size_t size);
-void  *apexi_aligned_alloc(size_t alignment, size_t size);
-int    apexi_posix_memalign(void **out, size_t alignment, size_t size);
-size_t apexi_usable_size(const void *p);
+/* The hot names are aliases of the implementations themselves (this file is compiled as part of
+ * alloc.c), so a call through the PLT lands directly in apex_malloc, without a second jump. */
+#define APEX_ALIAS(target) __attribute__((alias(#target), visibility("default")))
+void *malloc(size_t size) APEX_ALIAS(apex_malloc);
+void *calloc(size_t count, size_t size) APEX_ALIAS(apex_calloc);
+void *realloc(void *p, size_t size) APEX_ALIAS(apex_realloc);
+void *reallocarray(void *p, size_t count, size_t size) APEX_ALIAS(apex_reallocarray);
+void free(void *p) APEX_ALIAS(apex_free);
+void cfree(void *p) APEX_ALIAS(apex_free);
+void free_sized(void *p, size_t size) APEX_ALIAS(apex_free_sized);
+int posix_memalign(void **out, size_t alignment, size_t size) APEX_ALIAS(apex_posix_memalign);
+void *__libc_malloc(size_t size) APEX_ALIAS(apex_malloc);
+void *__libc_calloc(size_t count, size_t size) APEX_ALIAS(apex_calloc);
+void *__libc_realloc(void *p, size_t size) APEX_ALIAS(apex_realloc);
+void __libc_free(void *p) APEX_ALIAS(apex_free);
+int __posix_memalign(void **out, size_t alignment, size_t size) APEX_ALIAS(apex_posix_memalign);
 
 #define APEX_OVERRIDE_API apex_export
 
-APEX_OVERRIDE_API void *malloc(size_t size) { return apexi_malloc(size); }
-APEX_OVERRIDE_API void *calloc(size_t count, size_t size) { return apexi_calloc(count, size); }
-APEX_OVERRIDE_API void *realloc(void *p, size_t size) { return apexi_realloc(p, size); }
-APEX_OVERRIDE_API void *reallocarray(void *p, size_t count, size_t size) { return apexi_reallocarray(p, count, size); }
-APEX_OVERRIDE_API void free(void *p) { apexi_free(p); }
-APEX_OVERRIDE_API void cfree(void *p) { apexi_free(p); }
-APEX_OVERRIDE_API void free_sized(void *p, size_t size) { apexi_free_sized(p, size); }
 APEX_OVERRIDE_API void free_aligned_sized(void *p, size_t alignment, size_t size) {
   (void)alignment;
-  apexi_free_sized(p, size);
+  apex_free_sized(p, size);
 }
-APEX_OVERRIDE_API void *aligned_alloc(size_t alignment, size_t size) { return apexi_aligned_alloc(alignment, size); }
-APEX_OVERRIDE_API void *memalign(size_t alignment, size_t size) { return apexi_aligned_alloc(alignment, size); }
-APEX_OVERRIDE_API int posix_memalign(void **out, size_t alignment, size_t size) {
-  return apexi_posix_memalign(out, alignment, size);
-}
-APEX_OVERRIDE_API void *valloc(size_t size) { return apexi_aligned_alloc(os_page_size(), size); }
+void *aligned_alloc(size_t alignment, size_t size) APEX_ALIAS(apex_aligned_alloc);
+void *memalign(size_t alignment, size_t size) APEX_ALIAS(apex_aligned_alloc);
+APEX_OVERRIDE_API void *valloc(size_t size) { return apex_aligned_alloc(os_page_size(), size); }
 APEX_OVERRIDE_API void *pvalloc(size_t size) {
   size_t page = os_page_size();
   size_t rounded = (size + page - 1) & ~(page - 1);
   if (rounded < size) { errno = ENOMEM; return NULL; }
-  return apexi_aligned_alloc(page, rounded ? rounded : page);
+  return apex_aligned_alloc(page, rounded ? rounded : page);
 }
-APEX_OVERRIDE_API size_t malloc_usable_size(void *p) { return apexi_usable_size(p); }
+APEX_OVERRIDE_API size_t malloc_usable_size(void *p) { return apex_usable_size(p); }
 
-/* glibc's internal names: some programs and libraries call them directly. */
-APEX_OVERRIDE_API void *__libc_malloc(size_t size) { return apexi_malloc(size); }
-APEX_OVERRIDE_API void *__libc_calloc(size_t count, size_t size) { return apexi_calloc(count, size); }
-APEX_OVERRIDE_API void *__libc_realloc(void *p, size_t size) { return apexi_realloc(p, size); }
-APEX_OVERRIDE_API void __libc_free(void *p) { apexi_free(p); }
-APEX_OVERRIDE_API void *__libc_memalign(size_t alignment, size_t size) { return apexi_aligned_alloc(alignment, size); }
+/* glibc's internal names (the hot ones are aliased above): some programs call them directly. */
+void *__libc_memalign(size_t alignment, size_t size) APEX_ALIAS(apex_aligned_alloc);
 APEX_OVERRIDE_API void *__libc_valloc(size_t size) { return valloc(size); }
 APEX_OVERRIDE_API void *__libc_pvalloc(size_t size) { return pvalloc(size); }
-APEX_OVERRIDE_API int __posix_memalign(void **out, size_t alignment, size_t size) {
-  return apexi_posix_memalign(out, alignment, size);
-}
+
