@@ -28,14 +28,30 @@ static bool large_fits(size_t size, size_t alignment) {
   return alignment < SB_SIZE && first + slices <= SLICES_PER_SB;
 }
 
-/* Everything the inline fast path does not handle: first use by a thread, empty free lists,
- * sizes above 1 KiB, alignment, zeroing, large and huge objects. */
-apex_noinline void *apex_alloc_aligned(size_t size, size_t alignment, bool zero) {
-  heap_t *heap = heap_for_thread();
-  if (apex_unlikely(heap == NULL)) {
-    void *p = bootstrap_alloc(size, alignment);       /* static memory: already zero */
-    if (p == NULL) errno = ENOMEM;
-    return p;
+/* A heap with a limit refuses what would take it over: live bytes of the heap and of its shared
+ * sub-heap, plus this request. Remote frees not yet collected still count (conservative). */
+apex_cold static bool heap_over_limit(heap_t *heap, size_t size) {
+  heap_t *root = heap->parent != NULL ? heap->parent : heap;
+  heap_t *parts[2] = { root, root->shared };
+  size_t live = 0;
+  for (int i = 0; i < 2; i++) {
+    if (parts[i] == NULL) continue;
+    live += atomic_load_explicit(&parts[i]->counters.alloc_bytes, memory_order_relaxed) -
+            atomic_load_explicit(&parts[i]->counters.free_bytes, memory_order_relaxed);
+    pthread_mutex_lock(&parts[i]->huge_lock);
+    live += parts[i]->huge_bytes;
+    pthread_mutex_unlock(&parts[i]->huge_lock);
+  }
+  return live + size > root->limit || live + size < live;
+}
+
+/* Everything the inline fast path does not handle, for a heap the caller owns: empty free lists,
+ * sizes above 1 KiB, alignment, zeroing, large and huge objects, heap limits. */
+apex_noinline void *heap_alloc(heap_t *heap, size_t size, size_t alignment, bool zero) {
+  heap_t *root = heap->parent != NULL ? heap->parent : heap;
+  if (apex_unlikely(root->limit != 0) && heap_over_limit(heap, size)) {
+    errno = ENOMEM;
+    return NULL;
   }
   void *p;
   if (size <= SMALL_MAX && alignment <= SLICE_SIZE) {
@@ -53,10 +69,22 @@ apex_noinline void *apex_alloc_aligned(size_t size, size_t alignment, bool zero)
       if (!(b->flags & BLOCK_FRESH)) memset(p, 0, size);
     }
   } else {
-    p = huge_alloc(size, alignment, zero);
+    p = huge_alloc(heap, size, alignment, zero);
   }
   if (apex_unlikely(p == NULL)) errno = ENOMEM;
+  else counter_add(&heap->counters.requested, size);
   return p;
+}
+
+/* The calling thread's default heap, or the bootstrap area while the allocator is starting. */
+apex_noinline void *apex_alloc_aligned(size_t size, size_t alignment, bool zero) {
+  heap_t *heap = heap_for_thread();
+  if (apex_unlikely(heap == NULL)) {
+    void *p = bootstrap_alloc(size, alignment);       /* static memory: already zero */
+    if (p == NULL) errno = ENOMEM;
+    return p;
+  }
+  return heap_alloc(heap, size, alignment, zero);
 }
 
 apex_export void *apex_malloc(size_t size) {
@@ -64,7 +92,10 @@ apex_export void *apex_malloc(size_t size) {
     heap_t *heap = tls_heap;
     block_t *b = heap->current[g_class_of_small[(size + 15) >> 4]];
     chunk_t *c = b->free;
-    if (apex_likely(c != NULL)) return block_pop(heap, b, c);
+    if (apex_likely(c != NULL)) {
+      counter_add(&heap->counters.requested, size);
+      return block_pop(heap, b, c);
+    }
   }
   return apex_alloc_aligned(size, APEX_MIN_ALIGN, false);
 }
@@ -209,6 +240,97 @@ apex_export void *apex_reallocarray(void *p, size_t count, size_t size) {
     return NULL;
   }
   return apex_realloc(p, total);
+}
+
+/* ---- Explicit heaps ------------------------------------------------------------------------- */
+static bool alignment_ok(size_t *alignment) {
+  if (*alignment == 0) *alignment = APEX_MIN_ALIGN;
+  if ((*alignment & (*alignment - 1)) != 0) return false;
+  if (*alignment < APEX_MIN_ALIGN) *alignment = APEX_MIN_ALIGN;
+  return true;
+}
+
+/* A heap whose owner thread has exited is taken over by the first thread that allocates from it
+ * (nobody else can be using its blocks: other threads go through the shared sub-heap). */
+static bool heap_owned_by_caller(heap_t *heap) {
+  uintptr_t me = current_thread_id();
+  uintptr_t owner = atomic_load_explicit(&heap->thread_id, memory_order_relaxed);
+  if (apex_likely(owner == me)) return true;
+  if (owner != 0 || heap->is_default) return false;
+  return atomic_compare_exchange_strong(&heap->thread_id, &owner, me);
+}
+
+apex_export void *apex_heap_alloc(apex_heap_t *heap, size_t size, size_t alignment) {
+  if (apex_unlikely(!heap_handle_ok(heap) || !alignment_ok(&alignment))) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (apex_likely(heap_owned_by_caller(heap))) {
+    /* The owner's fast path, with no TLS lookup at all (what lua_Alloc and PyMem calls hit). */
+    if (size <= 1024 && alignment == APEX_MIN_ALIGN && heap->limit == 0) {
+      block_t *b = heap->current[g_class_of_small[(size + 15) >> 4]];
+      chunk_t *c = b->free;
+      if (apex_likely(c != NULL)) {
+        counter_add(&heap->counters.requested, size);
+        return block_pop(heap, b, c);
+      }
+    }
+    return heap_alloc(heap, size, alignment, false);
+  }
+  return heap_alloc_shared(heap, size, alignment, false);
+}
+
+apex_export void *apex_heap_calloc(apex_heap_t *heap, size_t count, size_t size, size_t alignment) {
+  size_t total;
+  if (apex_unlikely(!heap_handle_ok(heap) || !alignment_ok(&alignment))) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (apex_unlikely(__builtin_mul_overflow(count, size, &total))) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (heap_owned_by_caller(heap)) return heap_alloc(heap, total, alignment, true);
+  return heap_alloc_shared(heap, total, alignment, true);
+}
+
+apex_export void *apex_heap_realloc(apex_heap_t *heap, void *p, size_t old_size, size_t new_size,
+                                    size_t alignment) {
+  (void)old_size;                                      /* a hint only: the allocator knows */
+  if (apex_unlikely(!heap_handle_ok(heap) || !alignment_ok(&alignment))) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (p == NULL) return new_size == 0 ? NULL : apex_heap_alloc(heap, new_size, alignment);
+  if (new_size == 0) {
+    apex_free(p);
+    return NULL;
+  }
+  if (apex_unlikely(new_size > HUGE_MAX)) {
+    apex_usable_size(p);
+    errno = ENOMEM;
+    return NULL;
+  }
+  size_t usable = apex_usable_size(p);                 /* validates p, aborts on a bad pointer */
+  bool aligned = ((uintptr_t)p & (alignment - 1)) == 0;
+  if (aligned && new_size <= usable && (new_size >= usable / 2 || usable <= 64)) return p;
+  void *q = apex_heap_alloc(heap, new_size, alignment);
+  if (q == NULL) return NULL;
+  memcpy(q, p, new_size < usable ? new_size : usable);
+  apex_free(p);
+  return q;
+}
+
+/* ---- Ownership queries ---------------------------------------------------------------------- */
+apex_export int apex_owns(const void *p) {
+  if (p == NULL) return 0;
+  superblock_t *sb = superblock_of(p);
+  if (sb == NULL) return 0;
+  if (sb->kind != SB_KIND_BLOCKS)
+    return (const uint8_t *)p == (const uint8_t *)sb + sb->huge_offset &&
+           atomic_load_explicit(&sb->huge_state, memory_order_acquire) == HUGE_LIVE;
+  block_t *b = block_of(sb, p);
+  return chunk_start_ok(b, p) && !chunk_is_free((const chunk_t *)p);
 }
 
 /* ---- Version --------------------------------------------------------------------------------- */

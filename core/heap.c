@@ -13,6 +13,7 @@
  */
 #include "internal.h"
 
+#include <errno.h>
 #include <string.h>
 
 block_t g_empty_block;                  /* free == NULL: the fast path always falls through */
@@ -170,20 +171,44 @@ bool heap_resize_large(heap_t *heap, superblock_t *sb, block_t *b, size_t size) 
 }
 
 /* ---- Heap life cycle ------------------------------------------------------------------------- */
+static heap_t *g_free_heaps;            /* destroyed heap structs, reused before carving new ones */
+
+static void heap_init_fields(heap_t *heap) {
+  for (size_t cls = 0; cls < CLASS_COUNT; cls++) {
+    heap->current[cls] = &g_empty_block;
+    heap->last[cls] = NULL;
+  }
+  os_random(&heap->rng, sizeof heap->rng);
+  heap->rng |= 1;
+  pthread_mutex_init(&heap->shared_lock, NULL);
+  pthread_mutex_init(&heap->huge_lock, NULL);
+  heap->magic = HEAP_MAGIC ^ (uintptr_t)heap;
+}
+
+/* A zeroed heap struct: a destroyed one, or carved from a small mapping. Heap structs are never
+ * unmapped (a remote free may still be reading one), so they are reused instead. */
 static heap_t *heap_new_locked(void) {
-  if (g_heap_arena_left < sizeof(heap_t)) {
+  heap_t *heap = g_free_heaps;
+  if (heap != NULL) {
+    g_free_heaps = heap->free_next;
+    heap_t *keep_all_next = heap->all_next;
+    memset(heap, 0, sizeof *heap);
+    heap->all_next = keep_all_next;
+    heap_init_fields(heap);
+    return heap;
+  }
+  size_t step = (sizeof(heap_t) + 63) & ~(size_t)63;
+  if (g_heap_arena_left < step) {
     size_t size = 64 * 1024;
     g_heap_arena = os_map(size);
     if (g_heap_arena == NULL) return NULL;
     g_heap_arena_left = size;
+    atomic_fetch_add_explicit(&g_heap_metadata, size, memory_order_relaxed);
   }
-  heap_t *heap = (heap_t *)g_heap_arena;
-  size_t step = (sizeof(heap_t) + 63) & ~(size_t)63;
+  heap = (heap_t *)g_heap_arena;
   g_heap_arena += step;
-  g_heap_arena_left = g_heap_arena_left > step ? g_heap_arena_left - step : 0;
-  for (size_t cls = 0; cls < CLASS_COUNT; cls++) heap->current[cls] = &g_empty_block;
-  os_random(&heap->rng, sizeof heap->rng);
-  heap->rng |= 1;
+  g_heap_arena_left -= step;
+  heap_init_fields(heap);
   heap->all_next = g_all_heaps;
   g_all_heaps = heap;
   return heap;
@@ -197,6 +222,9 @@ static heap_t *heap_adopt_or_new(void) {
     atomic_fetch_sub_explicit(&g_abandoned_count, 1, memory_order_relaxed);
     heap->abandoned_next = NULL;
     heap->retire_all = false;
+    heap->limit = 0;
+    heap->parent = NULL;
+    heap->magic = HEAP_MAGIC ^ (uintptr_t)heap;
     atomic_store_explicit(&heap->abandoned, false, memory_order_relaxed);
   } else {
     heap = heap_new_locked();
@@ -216,9 +244,14 @@ apex_noinline heap_t *heap_for_thread(void) {
   if (atomic_load_explicit(&g_init_state, memory_order_acquire) != 2) return NULL;
   heap = heap_adopt_or_new();
   if (heap == NULL) return NULL;
+  heap->is_default = true;
   tls_heap = heap;
   thread_register(heap);
   return heap;
+}
+
+bool heap_handle_ok(const heap_t *heap) {
+  return heap != NULL && heap->magic == (HEAP_MAGIC ^ (uintptr_t)heap);
 }
 
 /* Retires every empty block of a heap and releases empty superblocks (all of them when the heap
@@ -245,21 +278,47 @@ static void heap_retire_empty(heap_t *heap) {
   }
 }
 
-/* The thread owning `heap` is exiting. */
-void heap_thread_done(heap_t *heap) {
-  if (heap == &g_empty_heap || heap == NULL) return;
+/* Collects every remote free of a heap and gives back what is empty (apex_collect, on the
+ * owner's behalf). */
+void heap_collect_now(heap_t *heap) {
+  bool keep = heap->retire_all;
   heap->retire_all = true;
   heap_collect_all_remote(heap);
   heap_retire_empty(heap);
-  /* From here on this thread's frees take the remote path, so the heap can change hands. */
+  heap->retire_all = keep;
+}
+
+/* The heap loses its owner (thread exit, apex_heap_delete): free what can be freed, then put it
+ * on the abandoned list with whatever is still live in it, for a new thread to adopt. */
+static void heap_abandon(heap_t *heap) {
+  heap->retire_all = true;
+  heap_collect_all_remote(heap);
+  heap_retire_empty(heap);
   atomic_store_explicit(&heap->thread_id, 0, memory_order_relaxed);
-  tls_heap = &g_empty_heap;
   pthread_mutex_lock(&g_heaps_lock);
+  heap->magic = 0;                      /* the handle is gone; the memory lives on */
+  heap->is_default = false;
   atomic_store_explicit(&heap->abandoned, true, memory_order_relaxed);
   heap->abandoned_next = g_abandoned;
   g_abandoned = heap;
   atomic_fetch_add_explicit(&g_abandoned_count, 1, memory_order_relaxed);
   pthread_mutex_unlock(&g_heaps_lock);
+}
+
+/* The thread owning `heap` is exiting. Its explicit heaps lose their owner too: the next thread
+ * that allocates from one of them takes it over (see heap_claim_orphan). */
+void heap_thread_done(heap_t *heap) {
+  if (heap == &g_empty_heap || heap == NULL) return;
+  uintptr_t me = current_thread_id();
+  pthread_mutex_lock(&g_heaps_lock);
+  for (heap_t *h = g_all_heaps; h != NULL; h = h->all_next) {
+    uintptr_t expected = me;
+    if (h != heap) atomic_compare_exchange_strong(&h->thread_id, &expected, (uintptr_t)0);
+  }
+  pthread_mutex_unlock(&g_heaps_lock);
+  /* From here on this thread's frees take the remote path, so the heap can change hands. */
+  tls_heap = &g_empty_heap;
+  heap_abandon(heap);
 }
 
 /* A thread freeing into an abandoned heap may act as its owner for a moment: with the heaps lock
@@ -272,13 +331,13 @@ bool heap_try_claim_abandoned(heap_t *heap) {
   return false;
 }
 
-/* Frees what other threads returned to abandoned heaps, so their memory can be reused. */
-void heap_collect_abandoned(heap_t *helper) {
-  (void)helper;
+/* Frees what other threads returned to abandoned heaps, so their memory can be reused. With
+ * `all`, every abandoned heap is swept (apex_collect), not only those with pending frees. */
+static void collect_abandoned(bool all) {
   if (atomic_load_explicit(&g_abandoned_count, memory_order_relaxed) == 0) return;
   pthread_mutex_lock(&g_heaps_lock);
   for (heap_t *heap = g_abandoned; heap != NULL; heap = heap->abandoned_next) {
-    if (!atomic_load_explicit(&heap->remote_pending, memory_order_relaxed) &&
+    if (!all && !atomic_load_explicit(&heap->remote_pending, memory_order_relaxed) &&
         atomic_load_explicit(&heap->notified, memory_order_relaxed) == NULL)
       continue;
     atomic_store_explicit(&heap->remote_pending, false, memory_order_relaxed);
@@ -286,4 +345,161 @@ void heap_collect_abandoned(heap_t *helper) {
     heap_retire_empty(heap);
   }
   pthread_mutex_unlock(&g_heaps_lock);
+}
+
+void heap_collect_abandoned(heap_t *helper) {
+  (void)helper;
+  collect_abandoned(false);
+}
+
+/* ---- Heap handles (the public API) ----------------------------------------------------------- */
+apex_export apex_heap_t *apex_heap_new_ex(const apex_heap_options_t *opts) {
+  if (opts == NULL || opts->size < sizeof(size_t) || opts->size > sizeof(apex_heap_options_t)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  apex_heap_options_t o = { .size = sizeof o };
+  memcpy(&o, opts, opts->size);
+  if (heap_for_thread() == NULL) { errno = ENOMEM; return NULL; }   /* initializes the allocator */
+  pthread_mutex_lock(&g_heaps_lock);
+  heap_t *heap = heap_new_locked();
+  pthread_mutex_unlock(&g_heaps_lock);
+  if (heap == NULL) { errno = ENOMEM; return NULL; }
+  heap->limit = o.size >= offsetof(apex_heap_options_t, limit) + sizeof o.limit ? o.limit : 0;
+  atomic_store_explicit(&heap->thread_id, current_thread_id(), memory_order_release);
+  return heap;
+}
+
+apex_export apex_heap_t *apex_heap_new(void) {
+  apex_heap_options_t o = { .size = sizeof o };
+  return apex_heap_new_ex(&o);
+}
+
+apex_export apex_heap_t *apex_heap_default(void) {
+  heap_t *heap = heap_for_thread();
+  if (heap == NULL) errno = ENOMEM;
+  return heap;
+}
+
+/* The sub-heap that serves allocations from threads other than the owner, made on first use. */
+static heap_t *heap_shared_of(heap_t *heap) {
+  if (heap->shared != NULL) return heap->shared;
+  pthread_mutex_lock(&g_heaps_lock);
+  heap_t *shared = heap_new_locked();
+  pthread_mutex_unlock(&g_heaps_lock);
+  if (shared == NULL) return NULL;
+  shared->parent = heap;
+  shared->magic = 0;                   /* not a handle of its own */
+  heap->shared = shared;
+  return shared;
+}
+
+/* Allocation from a heap by a thread that does not own it: under the heap's mutex, from its
+ * shared sub-heap, which the caller owns for the duration (frees into it from other threads
+ * meanwhile take the remote path, and are collected by the next such allocation). */
+apex_noinline void *heap_alloc_shared(heap_t *heap, size_t size, size_t alignment, bool zero) {
+  pthread_mutex_lock(&heap->shared_lock);
+  heap_t *shared = heap_shared_of(heap);
+  void *p = NULL;
+  if (shared != NULL) {
+    atomic_store_explicit(&shared->thread_id, current_thread_id(), memory_order_relaxed);
+    p = heap_alloc(shared, size, alignment, zero);
+    atomic_store_explicit(&shared->thread_id, 0, memory_order_relaxed);
+  } else {
+    errno = ENOMEM;
+  }
+  pthread_mutex_unlock(&heap->shared_lock);
+  return p;
+}
+
+/* Releases everything a heap holds at once: blocks with live objects included. */
+static void heap_discard(heap_t *heap) {
+  while (heap->superblocks != NULL) superblock_discard(heap, heap->superblocks);
+  huge_discard_all(heap);
+  for (size_t cls = 0; cls < CLASS_COUNT; cls++) {
+    heap->current[cls] = &g_empty_block;
+    heap->last[cls] = NULL;
+  }
+  atomic_store_explicit(&heap->notified, NULL, memory_order_relaxed);
+  /* What was live is gone: count it as returned so the totals stay true. */
+  atomic_store_explicit(&heap->counters.free_bytes,
+                        atomic_load_explicit(&heap->counters.alloc_bytes, memory_order_relaxed),
+                        memory_order_relaxed);
+}
+
+apex_export int apex_heap_destroy(apex_heap_t *heap) {
+  if (!heap_handle_ok(heap) || heap->is_default || heap->parent != NULL) return EINVAL;
+  heap_t *parts[2] = { heap, heap->shared };
+  for (int i = 0; i < 2; i++) {
+    if (parts[i] == NULL) continue;
+    heap_discard(parts[i]);
+    atomic_store_explicit(&parts[i]->thread_id, 0, memory_order_relaxed);
+  }
+  pthread_mutex_lock(&g_heaps_lock);
+  for (int i = 0; i < 2; i++) {
+    if (parts[i] == NULL) continue;
+    parts[i]->magic = 0;
+    parts[i]->free_next = g_free_heaps;
+    g_free_heaps = parts[i];
+  }
+  pthread_mutex_unlock(&g_heaps_lock);
+  return 0;
+}
+
+apex_export int apex_heap_delete(apex_heap_t *heap) {
+  if (!heap_handle_ok(heap) || heap->is_default || heap->parent != NULL) return EINVAL;
+  heap_t *shared = heap->shared;
+  heap->shared = NULL;
+  atomic_store_explicit(&heap->thread_id, current_thread_id(), memory_order_relaxed);
+  heap_abandon(heap);
+  if (shared != NULL) {
+    shared->parent = NULL;
+    atomic_store_explicit(&shared->thread_id, current_thread_id(), memory_order_relaxed);
+    heap_abandon(shared);
+  }
+  return 0;
+}
+
+/* ---- Visiting -------------------------------------------------------------------------------- */
+static int visit_one(heap_t *heap, apex_visit_fn visit, void *arg) {
+  for (superblock_t *sb = heap->superblocks; sb != NULL; sb = sb->next) {
+    for (size_t i = 1; i < SLICES_PER_SB; i++) {
+      if (((sb->free_slices >> i) & 1) || sb->slice_head[i] != i) continue;
+      block_t *b = &sb->blocks[i];
+      if (b->limit == 0) continue;
+      for (size_t k = 0; k < b->carved; k++) {
+        chunk_t *c = (chunk_t *)(b->start + k * b->chunk_size);
+        if (chunk_is_free(c)) continue;
+        int r = visit(c, b->chunk_size, arg);
+        if (r != 0) return r;
+      }
+    }
+  }
+  pthread_mutex_lock(&heap->huge_lock);
+  int r = 0;
+  for (superblock_t *h = heap->huge_list; h != NULL && r == 0; h = h->all_next)
+    r = visit((uint8_t *)h + h->huge_offset, h->huge_size, arg);
+  pthread_mutex_unlock(&heap->huge_lock);
+  return r;
+}
+
+apex_export int apex_heap_visit(apex_heap_t *heap, apex_visit_fn visit, void *arg) {
+  if (!heap_handle_ok(heap) || visit == NULL) return EINVAL;
+  int r = visit_one(heap, visit, arg);
+  if (r == 0 && heap->shared != NULL) {
+    pthread_mutex_lock(&heap->shared_lock);
+    r = visit_one(heap->shared, visit, arg);
+    pthread_mutex_unlock(&heap->shared_lock);
+  }
+  return r;
+}
+
+/* ---- Collecting ------------------------------------------------------------------------------ */
+apex_export void apex_collect(void) {
+  apex_ensure_init();
+  heap_t *mine = tls_heap;
+  if (mine != &g_empty_heap) heap_collect_now(mine);
+  collect_abandoned(true);
+  superblock_cache_flush();
+  huge_cache_flush();
 }

@@ -119,20 +119,23 @@ void thread_register(heap_t *heap) {
 /* ---- Fork -------------------------------------------------------------------------------------
  * Every global lock is taken before fork and released (parent) or re-created (child) after, so the
  * child never inherits a lock held by a thread that does not exist there. Lock order: heaps,
- * superblock cache, huge cache. */
+ * superblock cache, huge cache, superblock walk. */
 static void fork_prepare(void) {
   heaps_lock();
   superblock_cache_lock();
   huge_cache_lock();
+  superblock_walk_lock();
 }
 
 static void fork_parent(void) {
+  superblock_walk_unlock();
   huge_cache_unlock();
   superblock_cache_unlock();
   heaps_unlock();
 }
 
 static void fork_child(void) {
+  superblock_walk_reset_lock();
   huge_cache_reset_lock();
   superblock_cache_reset_lock();
   heaps_after_fork_child();
@@ -140,12 +143,14 @@ static void fork_child(void) {
 
 /* ---- Global initialization ------------------------------------------------------------------- */
 static void global_init(void) {
+  options_init();
   os_random(&g_secret, sizeof g_secret);
   os_random(&g_tag_secret, sizeof g_tag_secret);
   g_tag_secret &= ~TAG_REMOTE;
   sizeclass_init();
   pthread_key_create(&g_thread_key, thread_exit);
   pthread_atfork(fork_prepare, fork_parent, fork_child);
+  atexit(report_at_exit);
 }
 
 /* Runs once. A second thread arriving meanwhile waits; the initializing thread itself, re-entering

@@ -64,7 +64,7 @@ enum {
   BLOCK_FRESH   = 2,   /* its slices were never used: uncarved chunks read as zero */
 };
 
-typedef struct heap_s heap_t;
+typedef struct apex_heap_s heap_t;   /* the public apex_heap_t is the heap itself */
 typedef struct superblock_s superblock_t;
 
 typedef struct block_s {
@@ -106,6 +106,9 @@ struct superblock_s {
   /* Then the bookkeeping of the slow paths. */
   uint64_t magic;                        /* SB_MAGIC ^ address */
   superblock_t *next, *prev;             /* heap's superblock list, or the global cache */
+  superblock_t *all_next, *all_prev;     /* every mapped superblock, under the walk lock; for a
+                                          * huge object: its heap's list of huge objects */
+  heap_t *huge_heap;                     /* huge objects: the heap that allocated it */
   uint8_t *map_base;                     /* start of the mapping (huge: may precede the header) */
   size_t   map_size;                     /* bytes mapped at map_base */
   size_t   huge_size;                    /* huge objects: usable bytes */
@@ -129,6 +132,7 @@ _Static_assert(sizeof(superblock_t) <= SLICE_SIZE, "superblock metadata must fit
  * taking statistics; atomics with relaxed order make those reads race-free. */
 typedef struct {
   _Atomic size_t alloc_bytes;                /* bytes of chunks handed out by this heap */
+  _Atomic size_t requested;                  /* bytes asked for (to measure internal waste) */
   _Atomic size_t free_bytes;                 /* bytes of chunks returned to it (local or remote) */
   _Atomic size_t remote_free_count;          /* of those, chunks that came from other threads */
 } heap_counters_t;
@@ -137,7 +141,7 @@ apex_inline void counter_add(_Atomic size_t *c, size_t n) {
   atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
 }
 
-struct heap_s {
+struct apex_heap_s {
   /* The owner's identity shares the first line with the queue heads, which change only on slow
    * paths, so other threads can read it without bouncing the owner's hot data. */
   _Atomic uintptr_t thread_id;           /* owner's thread pointer; 0 while it has no owner */
@@ -156,6 +160,18 @@ struct heap_s {
   heap_t *all_next;                      /* global list of every heap ever made */
   heap_t *abandoned_next;                /* global list of heaps without a thread */
   bool retire_all;                       /* owner is leaving: retire empty blocks and superblocks */
+  /* The handle side (apex_heap_t is a heap_t). */
+  uint64_t magic;                        /* HEAP_MAGIC ^ address while the handle is valid */
+  bool is_default;                       /* a thread's default heap: not destroyable/deletable */
+  size_t limit;                          /* most live bytes (apex_heap_options_t.limit); 0 = none */
+  heap_t *parent;                        /* for a shared sub-heap: the heap it serves */
+  heap_t *shared;                        /* sub-heap serving allocations by non-owner threads */
+  pthread_mutex_t shared_lock;           /* serializes those allocations */
+  pthread_mutex_t huge_lock;             /* guards the huge list and its totals */
+  superblock_t *huge_list;               /* live huge objects allocated from this heap */
+  size_t huge_bytes, huge_count;         /* live huge objects */
+  size_t huge_total_in, huge_total_out;  /* cumulative bytes of huge objects made / freed */
+  heap_t *free_next;                     /* destroyed heap structs waiting for reuse */
 };
 
 /* ---- Global state ---------------------------------------------------------------------------- */
@@ -210,7 +226,11 @@ void          registry_set(void *base, bool present);
 void          superblock_cache_lock(void);
 void          superblock_cache_unlock(void);
 void          superblock_cache_reset_lock(void);
-void          superblock_adopt_all(heap_t *heap);
+void          superblock_cache_flush(void);
+void          superblock_walk_lock(void);
+void          superblock_walk_unlock(void);
+void          superblock_walk_reset_lock(void);
+superblock_t *superblocks_first(void);
 
 /* The superblock (or huge header) holding p, or NULL when p is not ApexAlloc memory. Uses the
  * byte before p so that an object starting exactly on a 4 MiB boundary (huge, 4 MiB-aligned)
@@ -294,8 +314,17 @@ heap_t *heaps_first(void);
 
 void    heap_queue_push_front(heap_t *heap, block_t *b);
 
+#define HEAP_MAGIC 0x41504558484541ULL     /* "APEXHEA" */
+bool    heap_handle_ok(const heap_t *heap);
+void   *heap_alloc(heap_t *heap, size_t size, size_t alignment, bool zero);
+void   *heap_alloc_shared(heap_t *heap, size_t size, size_t alignment, bool zero);
+void    heap_collect_now(heap_t *heap);
+void    superblock_discard(heap_t *heap, superblock_t *sb);
+
 /* ---- large.c: huge objects (their own mappings) ---------------------------------------------- */
-void   *huge_alloc(size_t size, size_t alignment, bool zero);
+void   *huge_alloc(heap_t *heap, size_t size, size_t alignment, bool zero);
+void    huge_discard_all(heap_t *heap);
+void    huge_cache_flush(void);
 void    huge_free(superblock_t *sb, void *p);
 void   *huge_realloc(superblock_t *sb, void *p, size_t size);
 void    huge_cache_lock(void);
@@ -322,11 +351,44 @@ apex_inline void apex_ensure_init(void) {
     apex_init_slow();
 }
 
+/* ---- ctl.c: options ---------------------------------------------------------------------------
+ * Every run-time option lives here. Defaults are set statically; options_init() (called once from
+ * global_init, before any heap exists) overrides them from APEX_<NAME> environment variables, and
+ * apex_ctl("opt.<name>") reads/writes them. The core only ever reads these fields. */
+typedef struct {
+  _Atomic size_t superblock_cache;     /* empty superblocks kept mapped for reuse (default 8) */
+  _Atomic size_t huge_cache_bytes;     /* bytes of freed huge mappings kept for reuse (32 MiB) */
+  int show_stats;                      /* APEX_SHOW_STATS: print statistics to stderr at exit */
+  char heap_map[256];                  /* APEX_HEAP_MAP: write the heap map to this file at exit */
+} apex_options_t;
+extern apex_options_t g_opt;
+void options_init(void);               /* reads the environment; must not allocate */
+void report_at_exit(void);             /* APEX_SHOW_STATS / APEX_HEAP_MAP, registered by init */
+
+/* ---- Walking the process's memory (stats.c) ----------------------------------------------------
+ * Calls fn for every mapped block superblock, then for every live huge object's header, with a
+ * lock held that keeps them all mapped (it must not allocate through ApexAlloc, or free). Block
+ * descriptors may change under the walk when their owner is busy: readers take what they see as
+ * an approximation (fields are read racily on purpose; see APEX_RACY_READER). */
+typedef void (*superblock_walk_fn)(superblock_t *sb, void *arg);
+void superblocks_walk(superblock_walk_fn blocks_fn, superblock_walk_fn huge_fn, void *arg);
+#if defined(__SANITIZE_THREAD__)
+#define APEX_RACY_READER __attribute__((no_sanitize("thread")))
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define APEX_RACY_READER __attribute__((no_sanitize("thread")))
+#endif
+#endif
+#ifndef APEX_RACY_READER
+#define APEX_RACY_READER
+#endif
+
 /* ---- stats.c --------------------------------------------------------------------------------- */
 extern _Atomic size_t g_mapped_bytes;     /* bytes currently mapped from the OS */
 extern _Atomic size_t g_mapped_peak;
 extern _Atomic size_t g_superblocks_live;
 extern _Atomic size_t g_huge_live_bytes;
+extern _Atomic size_t g_heap_metadata;   /* bytes mapped for heap structs */
 void stats_mapped(ptrdiff_t delta);
 
 /* xorshift64*: fast, good enough for randomizing layout; seeded from getrandom. */

@@ -5,8 +5,8 @@
  * on every iteration. Growing reallocs move pages with mremap instead of copying them.
  *
  * Owns: huge mappings, their headers, the huge cache and its lock.
- * Must never: hand out a mapping that is not registered, or keep more than HUGE_CACHE_BYTES
- * cached.
+ * Must never: hand out a mapping that is not registered, or keep more than
+ * g_opt.huge_cache_bytes cached.
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -14,7 +14,6 @@
 #include <string.h>
 
 #define HUGE_CACHE_SLOTS  8
-#define HUGE_CACHE_BYTES  ((size_t)32 * 1024 * 1024)
 
 static pthread_mutex_t g_huge_lock = PTHREAD_MUTEX_INITIALIZER;
 static superblock_t *g_huge_cache[HUGE_CACHE_SLOTS];
@@ -51,10 +50,12 @@ static superblock_t *huge_cache_take(size_t total) {
 }
 
 static bool huge_cache_put(superblock_t *h) {
-  if (h->huge_offset != HUGE_HEADER || h->map_size > HUGE_CACHE_BYTES / 2) return false;
+  if (h->huge_offset != HUGE_HEADER ||
+      h->map_size > atomic_load_explicit(&g_opt.huge_cache_bytes, memory_order_relaxed) / 2)
+    return false;
   bool stored = false;
   pthread_mutex_lock(&g_huge_lock);
-  if (g_huge_cached_bytes + h->map_size <= HUGE_CACHE_BYTES) {
+  if (g_huge_cached_bytes + h->map_size <= atomic_load_explicit(&g_opt.huge_cache_bytes, memory_order_relaxed)) {
     for (size_t i = 0; i < HUGE_CACHE_SLOTS && !stored; i++) {
       if (g_huge_cache[i] == NULL) {
         g_huge_cache[i] = h;
@@ -74,10 +75,62 @@ static void huge_unmap(superblock_t *h) {
   os_unmap(base, size);
 }
 
+/* Each live huge object is on its heap's list, so destroying or visiting a heap finds it. */
+static void huge_link(heap_t *heap, superblock_t *h) {
+  h->huge_heap = heap;
+  pthread_mutex_lock(&heap->huge_lock);
+  h->all_prev = NULL;
+  h->all_next = heap->huge_list;
+  if (heap->huge_list) heap->huge_list->all_prev = h;
+  heap->huge_list = h;
+  heap->huge_bytes += h->huge_size;
+  heap->huge_total_in += h->huge_size;
+  heap->huge_count++;
+  pthread_mutex_unlock(&heap->huge_lock);
+}
+
+static void huge_unlink(superblock_t *h) {
+  heap_t *heap = h->huge_heap;
+  pthread_mutex_lock(&heap->huge_lock);
+  if (h->all_prev) h->all_prev->all_next = h->all_next; else heap->huge_list = h->all_next;
+  if (h->all_next) h->all_next->all_prev = h->all_prev;
+  heap->huge_bytes -= h->huge_size;
+  heap->huge_total_out += h->huge_size;
+  heap->huge_count--;
+  pthread_mutex_unlock(&heap->huge_lock);
+}
+
+/* apex_heap_destroy: every huge object of the heap goes back to the OS. */
+void huge_discard_all(heap_t *heap) {
+  pthread_mutex_lock(&heap->huge_lock);
+  superblock_t *h = heap->huge_list;
+  heap->huge_list = NULL;
+  heap->huge_total_out += heap->huge_bytes;
+  heap->huge_bytes = heap->huge_count = 0;
+  pthread_mutex_unlock(&heap->huge_lock);
+  while (h != NULL) {
+    superblock_t *next = h->all_next;
+    atomic_store_explicit(&h->huge_state, HUGE_FREE, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&g_huge_live_bytes, h->map_size, memory_order_relaxed);
+    huge_unmap(h);
+    h = next;
+  }
+}
+
+/* apex_collect: the cached mappings go back to the OS. */
+void huge_cache_flush(void) {
+  pthread_mutex_lock(&g_huge_lock);
+  superblock_t *taken[HUGE_CACHE_SLOTS];
+  for (size_t i = 0; i < HUGE_CACHE_SLOTS; i++) { taken[i] = g_huge_cache[i]; g_huge_cache[i] = NULL; }
+  __atomic_store_n(&g_huge_cached_bytes, 0, __ATOMIC_RELAXED);
+  pthread_mutex_unlock(&g_huge_lock);
+  for (size_t i = 0; i < HUGE_CACHE_SLOTS; i++) if (taken[i]) huge_unmap(taken[i]);
+}
+
 /* Layout: the user pointer sits `offset` bytes into the mapping, where offset is the alignment
  * (at least one page). The header is the page at superblock_base(p), i.e. the 4 MiB unit holding
  * the byte just before p; for alignments up to 4 MiB that is the mapping's first page. */
-void *huge_alloc(size_t size, size_t alignment, bool zero) {
+void *huge_alloc(heap_t *heap, size_t size, size_t alignment, bool zero) {
   size_t offset = alignment > HUGE_HEADER ? alignment : HUGE_HEADER;
   if (size > HUGE_MAX || offset > HUGE_MAX) return NULL;
   size_t total = page_round(offset + size);
@@ -90,6 +143,7 @@ void *huge_alloc(size_t size, size_t alignment, bool zero) {
       atomic_fetch_add_explicit(&g_huge_live_bytes, h->map_size, memory_order_relaxed);
       uint8_t *p = (uint8_t *)h + HUGE_HEADER;
       if (zero) memset(p, 0, size);
+      huge_link(heap, h);
       return p;
     }
   }
@@ -108,6 +162,7 @@ void *huge_alloc(size_t size, size_t alignment, bool zero) {
   atomic_store_explicit(&h->huge_state, HUGE_LIVE, memory_order_release);
   atomic_fetch_add_explicit(&g_huge_live_bytes, total, memory_order_relaxed);
   registry_set(h, true);
+  huge_link(heap, h);
   return p;                                   /* fresh pages are already zero */
 }
 
@@ -119,6 +174,7 @@ void huge_free(superblock_t *h, void *p) {
                                                              memory_order_acq_rel, memory_order_relaxed)))
     apex_fatal("double free", p, CLASS_LARGE);
   atomic_fetch_sub_explicit(&g_huge_live_bytes, h->map_size, memory_order_relaxed);
+  huge_unlink(h);
   if (!huge_cache_put(h)) huge_unmap(h);
 }
 
@@ -128,23 +184,30 @@ void *huge_realloc(superblock_t *h, void *p, size_t size) {
   size_t offset = h->huge_offset;
   if (offset != HUGE_HEADER) return NULL;           /* over-aligned: let the caller copy */
   size_t total = page_round(offset + size);
-  if (total == h->map_size) { h->huge_size = total - offset; return p; }
   size_t old_total = h->map_size;
+  if (total == old_total) return p;
+  heap_t *heap = h->huge_heap;
+  huge_unlink(h);
+  superblock_t *result = NULL;
   if (os_remap_grow(h, old_total, total)) {
-    atomic_fetch_add_explicit(&g_huge_live_bytes, total - old_total, memory_order_relaxed);
-    h->map_size = total;
-    h->huge_size = total - offset;
-    return p;
+    result = h;
+  } else if (total > old_total) {
+    superblock_t *moved = os_remap_move_aligned(h, old_total, total, SB_SIZE);
+    if (moved != NULL) {
+      registry_set(h, false);
+      moved->magic = SB_MAGIC ^ (uintptr_t)moved;
+      moved->map_base = (uint8_t *)moved;
+      registry_set(moved, true);
+      result = moved;
+    }
   }
-  if (total < old_total) return NULL;
-  superblock_t *moved = os_remap_move_aligned(h, old_total, total, SB_SIZE);
-  if (moved == NULL) return NULL;
-  registry_set(h, false);
-  moved->magic = SB_MAGIC ^ (uintptr_t)moved;
-  moved->map_base = (uint8_t *)moved;
-  moved->map_size = total;
-  moved->huge_size = total - offset;
+  if (result == NULL) {                              /* unchanged: the caller copies */
+    huge_link(heap, h);
+    return NULL;
+  }
   atomic_fetch_add_explicit(&g_huge_live_bytes, total - old_total, memory_order_relaxed);
-  registry_set(moved, true);
-  return (uint8_t *)moved + offset;
+  result->map_size = total;
+  result->huge_size = total - offset;
+  huge_link(heap, result);
+  return (uint8_t *)result + offset;
 }

@@ -24,9 +24,43 @@ void registry_set(void *base, bool present) {
 }
 
 
-/* ---- The global cache of empty superblocks -------------------------------------------------- */
-#define SB_CACHE_MAX 8
+/* ---- Every mapped superblock, for walkers ----------------------------------------------------
+ * Statistics and the heap map walk all superblocks while their owners keep working; holding this
+ * lock only guarantees that none is unmapped meanwhile. Mapping and unmapping are rare. */
+static pthread_mutex_t g_walk_lock = PTHREAD_MUTEX_INITIALIZER;
+static superblock_t *g_all_superblocks;
 
+static void walk_list_add(superblock_t *sb) {
+  pthread_mutex_lock(&g_walk_lock);
+  sb->all_prev = NULL;
+  sb->all_next = g_all_superblocks;
+  if (g_all_superblocks) g_all_superblocks->all_prev = sb;
+  g_all_superblocks = sb;
+  pthread_mutex_unlock(&g_walk_lock);
+}
+
+/* Called with g_walk_lock held. */
+static void walk_list_remove(superblock_t *sb) {
+  if (sb->all_prev) sb->all_prev->all_next = sb->all_next; else g_all_superblocks = sb->all_next;
+  if (sb->all_next) sb->all_next->all_prev = sb->all_prev;
+}
+
+void superblock_walk_lock(void)       { pthread_mutex_lock(&g_walk_lock); }
+void superblock_walk_unlock(void)     { pthread_mutex_unlock(&g_walk_lock); }
+void superblock_walk_reset_lock(void) { pthread_mutex_init(&g_walk_lock, NULL); }
+superblock_t *superblocks_first(void) { return g_all_superblocks; }
+
+/* Unmaps a superblock for good (it must be empty and owned by nobody). */
+static void superblock_unmap(superblock_t *sb) {
+  pthread_mutex_lock(&g_walk_lock);
+  walk_list_remove(sb);
+  registry_set(sb, false);
+  atomic_fetch_sub_explicit(&g_superblocks_live, 1, memory_order_relaxed);
+  os_unmap(sb, SB_SIZE);
+  pthread_mutex_unlock(&g_walk_lock);
+}
+
+/* ---- The global cache of empty superblocks -------------------------------------------------- */
 static pthread_mutex_t g_cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static superblock_t *g_cache;
 static _Atomic size_t g_cache_count;     /* read without the lock as a hint */
@@ -56,6 +90,7 @@ static superblock_t *superblock_map_new(void) {
   sb->dirty_slices = 1;
   atomic_fetch_add_explicit(&g_superblocks_live, 1, memory_order_relaxed);
   registry_set(sb, true);
+  walk_list_add(sb);
   return sb;
 }
 
@@ -98,7 +133,7 @@ void superblock_release(heap_t *heap, superblock_t *sb) {
   heap_unlink_superblock(heap, sb);
   atomic_store_explicit(&sb->heap, NULL, memory_order_relaxed);
   pthread_mutex_lock(&g_cache_lock);
-  if (g_cache_count < SB_CACHE_MAX) {
+  if (g_cache_count < atomic_load_explicit(&g_opt.superblock_cache, memory_order_relaxed)) {
     sb->next = g_cache;
     g_cache = sb;
     g_cache_count++;
@@ -106,9 +141,32 @@ void superblock_release(heap_t *heap, superblock_t *sb) {
     return;
   }
   pthread_mutex_unlock(&g_cache_lock);
-  registry_set(sb, false);
-  atomic_fetch_sub_explicit(&g_superblocks_live, 1, memory_order_relaxed);
-  os_unmap(sb, SB_SIZE);
+  superblock_unmap(sb);
+}
+
+/* Unmaps every cached superblock (apex_collect). */
+void superblock_cache_flush(void) {
+  for (;;) {
+    superblock_t *sb = cache_pop();
+    if (sb == NULL) return;
+    superblock_unmap(sb);
+  }
+}
+
+/* Drops every block of a superblock, live objects included (apex_heap_destroy), and releases it. */
+void superblock_discard(heap_t *heap, superblock_t *sb) {
+  for (size_t i = 1; i < SLICES_PER_SB; i++) {
+    block_t *b = &sb->blocks[i];
+    b->limit = 0;
+    b->free = NULL;
+    b->flags = 0;
+    b->next = b->prev = NULL;
+    atomic_store_explicit(&b->remote, NULL, memory_order_relaxed);
+    atomic_store_explicit(&b->full_state, BLOCK_QUEUED, memory_order_relaxed);
+  }
+  sb->free_slices = ~(uint64_t)1;
+  sb->used_slices = 0;
+  superblock_release(heap, sb);
 }
 
 /* ---- Slice runs ------------------------------------------------------------------------------ */

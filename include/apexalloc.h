@@ -88,28 +88,192 @@ int apex_posix_memalign(void **out, size_t alignment, size_t size);
  * A pointer that is not a live ApexAlloc allocation aborts as an invalid pointer. */
 size_t apex_usable_size(const void *p);
 
-/* ---- Statistics --------------------------------------------------------------------------- */
+/* ---- Heaps -------------------------------------------------------------------------------
+ *
+ * Every thread has a default heap; a program may create more. A heap is a handle to a set of
+ * superblocks owned by one thread (its creator, or for a default heap its thread):
+ *   - the owner allocates from it on the fast path, with no lock and no TLS lookup;
+ *   - any other thread may allocate from it too and is correct, at the price of a per-heap
+ *     mutex (about the cost of an uncontended lock per call);
+ *   - any thread may free any pointer with apex_free / apex_free_sized / free(), whichever heap it
+ *     came from (a free from a non-owner thread costs one atomic push).
+ * This suits the three hosts the bindings serve: Rust's GlobalAlloc (size and alignment on every
+ * call), Lua's lua_Alloc (old and new size on every call, one heap per lua_State) and CPython's
+ * PyMemAllocatorEx (a context pointer, called from any thread).
+ */
+typedef struct apex_heap_s apex_heap_t;
 
-/* A snapshot of process-wide statistics. Versioned by size: pass sizeof(apex_stats_t) and the
- * library fills the fields it knows up to that size, so a program compiled against an older
- * header keeps working with a newer library. Counters are kept per thread and summed when read,
- * so taking a snapshot never slows the allocation fast paths; with other threads running, the
- * figures are a consistent-enough approximation, exact when the process is quiescent. */
+typedef struct apex_heap_options_s {
+  size_t size;            /* sizeof(apex_heap_options_t): lets the struct grow compatibly */
+  size_t limit;           /* most bytes live in the heap at once (usable sizes); 0 = no limit.
+                             An allocation that would exceed it returns NULL with ENOMEM. */
+} apex_heap_options_t;
+
+/* Creates a heap owned by the calling thread. NULL with ENOMEM when out of memory. */
+apex_heap_t *apex_heap_new(void);
+
+/* Like apex_heap_new, with options. NULL with EINVAL for opts == NULL or a bad opts->size. */
+apex_heap_t *apex_heap_new_ex(const apex_heap_options_t *opts);
+
+/* Frees everything allocated from h at once and returns its memory; h is invalid afterwards.
+ * No other thread may use h or its objects meanwhile. A default heap cannot be destroyed:
+ * returns EINVAL (also for NULL); 0 on success. */
+int apex_heap_destroy(apex_heap_t *h);
+
+/* Deletes the heap handle: h is invalid afterwards, but its live objects stay valid and can be
+ * freed with apex_free from any thread; their memory is reused by other heaps. Returns 0, or
+ * EINVAL for NULL or a default heap. */
+int apex_heap_delete(apex_heap_t *h);
+
+/* The calling thread's default heap (where apex_malloc allocates). Never NULL, except out of
+ * memory. Valid until the thread exits. */
+apex_heap_t *apex_heap_default(void);
+
+/* Allocates size bytes from h, aligned to `alignment` (0 or any power of two; 0 means the
+ * default 16). NULL with EINVAL for a NULL heap or a bad alignment, ENOMEM when out of memory or
+ * over the heap's limit. */
+void *apex_heap_alloc(apex_heap_t *h, size_t size, size_t alignment);
+
+/* Like apex_heap_alloc for count*size zeroed bytes; NULL with ENOMEM on overflow. */
+void *apex_heap_calloc(apex_heap_t *h, size_t count, size_t size, size_t alignment);
+
+/* Resizes p (allocated from any heap) to new_size bytes aligned to `alignment`, allocating from h
+ * if it must move. old_size is what the caller believes p's size is (lua_Alloc's osize); it is
+ * only a hint and may be 0. Follows apex_realloc otherwise: p == NULL allocates; on failure NULL,
+ * errno = ENOMEM and p unchanged. new_size == 0 frees p and returns NULL (lua_Alloc's contract). */
+void *apex_heap_realloc(apex_heap_t *h, void *p, size_t old_size, size_t new_size, size_t alignment);
+
+/* Called once per live object: return 0 to go on, anything else to stop the walk. */
+typedef int (*apex_visit_fn)(void *ptr, size_t usable_size, void *arg);
+
+/* Walks the live objects of h (the calling thread must be h's owner, or h must be quiescent).
+ * Returns 0 after the whole walk, the callback's non-zero value if it stopped, EINVAL for NULL. */
+int apex_heap_visit(apex_heap_t *h, apex_visit_fn visit, void *arg);
+
+/* 1 when p is the start of a live ApexAlloc allocation, 0 otherwise (freed, interior, foreign,
+ * NULL). Never aborts: hosts use it to route foreign pointers to the right allocator. */
+int apex_owns(const void *p);
+
+/* Frees the memory of heaps whose threads have exited and returns cached memory; also what the
+ * ctl command "heap.collect" does. */
+void apex_collect(void);
+
+/* ---- Statistics ---------------------------------------------------------------------------
+ *
+ * Snapshots are versioned by size: pass sizeof the struct and the library fills the fields it
+ * knows up to that size, so a program compiled against an older header keeps working with a
+ * newer library. Counters are kept per thread and summed when read, so taking a snapshot never
+ * slows the allocation fast paths; with other threads running, the figures are approximate,
+ * exact when the process is quiescent.
+ */
 typedef struct apex_stats_s {
   size_t size;            /* bytes of this struct the library filled in */
-  size_t allocated;       /* bytes in live allocations (usable sizes, including huge objects) */
-  size_t allocated_huge;  /* of which: bytes mapped for live huge objects (their own mappings) */
+  size_t allocated;       /* bytes in live allocations (usable sizes) */
+  size_t allocated_huge;  /* of which: huge objects (their own mappings) */
   size_t mapped;          /* bytes currently mapped from the operating system */
   size_t mapped_peak;     /* highest value `mapped` has had */
   size_t superblocks;     /* 4 MiB superblocks currently mapped (owned or cached) */
-  size_t heaps;           /* thread heaps created so far (live, abandoned or reusable) */
+  size_t heaps;           /* heaps created so far (live, abandoned or reusable) */
   size_t heaps_abandoned; /* heaps whose thread has exited, waiting to be adopted */
   size_t remote_frees;    /* chunks freed by a thread other than their owner (collected so far) */
+  size_t active;          /* bytes of slices given to blocks, plus huge mappings */
+  size_t resident;        /* estimate of bytes backed by memory: pages ever touched, not given back */
+  size_t metadata;        /* bytes of allocator metadata (superblock headers, heaps) */
+  size_t requested;       /* cumulative bytes asked for by malloc-family calls */
+  size_t requested_usable;/* cumulative usable bytes handed out for them: the ratio is the waste */
+  size_t thread_allocated;   /* cumulative bytes handed out (this thread / heap; global: all) */
+  size_t thread_deallocated; /* cumulative bytes returned (this thread / heap; global: all) */
+  size_t large_count;     /* live objects above the size classes, in slice runs */
+  size_t large_allocated; /* their bytes */
+  size_t huge_count;      /* live huge objects */
+  size_t free_in_blocks;  /* bytes of free chunks sitting in blocks (internal fragmentation) */
+  size_t blocks;          /* blocks in use */
+  size_t blocks_partial;  /* blocks neither full nor empty */
 } apex_stats_t;
 
-/* Fills *out with a snapshot. `size` must be at least sizeof(size_t) and at most
- * sizeof(apex_stats_t) of the library; returns 0, or EINVAL for out == NULL or a bad size. */
+/* Fills *out with process-wide statistics. `size` must be at least sizeof(size_t) and at most
+ * sizeof(apex_stats_t); returns 0, or EINVAL for out == NULL or a bad size. */
 int apex_stats_get(apex_stats_t *out, size_t size);
+
+/* The same for one heap (thread_* fields: that heap's cumulative counters). */
+int apex_heap_stats_get(apex_heap_t *h, apex_stats_t *out, size_t size);
+
+/* The same for the calling thread's default heap. */
+int apex_thread_stats_get(apex_stats_t *out, size_t size);
+
+enum {
+  APEX_BIN_COUNT = 89     /* size classes are numbered 1..88; bin 0 holds large objects */
+};
+
+/* One size class ("bin") across the process. */
+typedef struct apex_bin_stats_s {
+  size_t size;            /* bytes of this struct the library filled in */
+  size_t chunk_size;      /* object size of the class (0 for bin 0) */
+  size_t count;           /* live objects */
+  size_t blocks;          /* blocks serving the class */
+  size_t blocks_partial;  /* of which neither full nor empty */
+  size_t free_bytes;      /* bytes held free in those blocks */
+} apex_bin_stats_t;
+
+/* Fills *out for bin `bin` (< APEX_BIN_COUNT); 0, or EINVAL for a bad bin, NULL or bad size. */
+int apex_bin_stats_get(size_t bin, apex_bin_stats_t *out, size_t size);
+
+/* Receives output text in pieces (not NUL-terminated). */
+typedef void (*apex_write_fn)(void *opaque, const char *text, size_t len);
+
+enum {
+  APEX_FORMAT_TEXT = 0,   /* readable text */
+  APEX_FORMAT_JSON = 1,   /* one JSON object */
+  APEX_FORMAT_SVG = 2     /* apex_heap_map only: an SVG picture */
+};
+
+/* Writes the statistics (global, per size class, per heap) through write(opaque, ...), in
+ * APEX_FORMAT_TEXT or APEX_FORMAT_JSON. write == NULL writes to stderr. 0 or EINVAL. */
+int apex_stats_print(apex_write_fn write, void *opaque, int format);
+
+/* Describes every superblock and block (size class, owner heap, occupancy) as
+ * APEX_FORMAT_JSON, or draws it as APEX_FORMAT_SVG: one rectangle per block, coloured by
+ * occupancy, grouped by superblock, with a legend. write == NULL writes to stderr. 0 or EINVAL.
+ * With APEX_HEAP_MAP=file.svg (or .json) in the environment, the map is written at exit. */
+int apex_heap_map(apex_write_fn write, void *opaque, int format);
+
+/* ---- apex_ctl: named statistics, options and commands ---------------------------------------
+ *
+ * In the spirit of jemalloc's mallctl. Reading: oldp points to a buffer and *oldlenp holds its
+ * size, which must equal the key's type size; writing: newp/newlen likewise. A command key runs
+ * when called with newp == NULL and newlen == 0 (and oldp == NULL). Returns 0 or an errno value:
+ *   ENOENT  unknown name;
+ *   EINVAL  wrong size, bad value, or a read of a command;
+ *   EPERM   write to a read-only key.
+ * Keys with "<i>" in the registry stand for a family: replace <i> with 0 .. index_count-1
+ * (e.g. "stats.bins.3.count"). Options are also read from the environment at start-up as
+ * APEX_<OPTION> (upper case, dots as underscores: opt.show_stats -> APEX_SHOW_STATS).
+ */
+int apex_ctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen);
+
+enum {
+  APEX_CTL_BOOL = 0,      /* int, 0 or 1 */
+  APEX_CTL_SIZE = 1,      /* size_t */
+  APEX_CTL_STRING = 2,    /* const char *: reading gives a pointer to a static string */
+  APEX_CTL_COMMAND = 3    /* no value: an action */
+};
+
+/* One entry of the key registry. */
+typedef struct apex_ctl_info_s {
+  size_t size;              /* bytes of this struct the library filled in */
+  const char *name;         /* e.g. "stats.allocated" or "stats.bins.<i>.count" */
+  int type;                 /* APEX_CTL_* */
+  int writable;             /* 1 when the key can be written (options, commands) */
+  const char *unit;         /* "bytes", "count", "ms", "" ... */
+  const char *description;  /* one line */
+  size_t index_count;       /* for "<i>" keys: how many indices; 0 otherwise */
+} apex_ctl_info_t;
+
+/* Number of registry entries. */
+size_t apex_ctl_count(void);
+
+/* Fills *out with entry `index` (< apex_ctl_count()); 0, or EINVAL for a bad index/NULL/size. */
+int apex_ctl_info(size_t index, apex_ctl_info_t *out, size_t size);
 
 #ifdef __cplusplus
 }
