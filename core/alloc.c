@@ -78,6 +78,7 @@ apex_noinline void *heap_alloc(heap_t *heap, size_t size, size_t alignment, bool
 
 /* The calling thread's default heap, or the bootstrap area while the allocator is starting. */
 apex_noinline void *apex_alloc_aligned(size_t size, size_t alignment, bool zero) {
+  if (apex_unlikely(g_hardened)) return hardened_alloc(NULL, size, alignment, zero);
   heap_t *heap = heap_for_thread();
   if (apex_unlikely(heap == NULL)) {
     void *p = bootstrap_alloc(size, alignment);       /* static memory: already zero */
@@ -87,8 +88,18 @@ apex_noinline void *apex_alloc_aligned(size_t size, size_t alignment, bool zero)
   return heap_alloc(heap, size, alignment, zero);
 }
 
+void *apex_alloc_unhardened(size_t size, size_t alignment) {
+  heap_t *heap = heap_for_thread();
+  if (apex_unlikely(heap == NULL)) {
+    void *p = bootstrap_alloc(size, alignment);
+    if (p == NULL) errno = ENOMEM;
+    return p;
+  }
+  return heap_alloc(heap, size, alignment, false);
+}
+
 apex_export void *apex_malloc(size_t size) {
-  if (apex_likely(size <= 1024)) {
+  if (apex_likely((size <= 1024) & !g_hardened)) {
     heap_t *heap = tls_heap;
     block_t *b = heap->current[g_class_of_small[(size + 15) >> 4]];
     chunk_t *c = b->free;
@@ -160,13 +171,14 @@ static void huge_check_live(superblock_t *sb, const void *p, const char *what) {
 }
 
 /* ---- Free ------------------------------------------------------------------------------------ */
-apex_export void apex_free(void *p) {
+/* The checked free of level 1, shared by apex_free and the hardened mode's eviction. */
+apex_inline void free_checked(void *p) {
   superblock_t *sb = superblock_of(p);
   if (apex_unlikely(sb == NULL)) { free_unregistered(p, "invalid free (not allocated by apexalloc)"); return; }
   if (apex_unlikely(sb->kind != SB_KIND_BLOCKS)) { huge_free(sb, p); return; }
   block_t *b = block_of(sb, p);
-  if (apex_unlikely(!chunk_start_ok(b, p))) pointer_invalid(sb, b, p, "free");
-  if (apex_unlikely(chunk_is_free((chunk_t *)p))) pointer_invalid(sb, b, p, "free");
+  if (APEX_CHECKS && apex_unlikely(!chunk_start_ok(b, p))) pointer_invalid(sb, b, p, "free");
+  if (APEX_CHECKS && apex_unlikely(chunk_is_free((chunk_t *)p))) pointer_invalid(sb, b, p, "free");
   heap_t *owner = atomic_load_explicit(&sb->heap, memory_order_relaxed);
   if (apex_likely(atomic_load_explicit(&owner->thread_id, memory_order_relaxed) == current_thread_id()))
     heap_free_local(owner, sb, b, (chunk_t *)p);
@@ -174,18 +186,35 @@ apex_export void apex_free(void *p) {
     remote_free(owner, sb, b, (chunk_t *)p);
 }
 
+apex_export void apex_free(void *p) {
+  if (apex_unlikely(g_hardened)) { hardened_free(p); return; }
+  free_checked(p);
+}
+
+void apex_free_unhardened(void *p) { free_checked(p); }
+
 apex_export size_t apex_usable_size(const void *p) {
+  if (apex_unlikely(g_hardened)) return hardened_usable_size(p);
+  return apex_usable_size_unhardened(p);
+}
+
+size_t apex_usable_size_unhardened(const void *p) { return usable_size_checked(p, "usable_size"); }
+
+/* The usable size of a live allocation; anything else aborts, worded for the operation `op`
+ * ("free" reports double and invalid frees). */
+size_t usable_size_checked(const void *p, const char *op) {
   if (p == NULL) return 0;
   superblock_t *sb = superblock_of(p);
   if (sb == NULL) {
     if (bootstrap_owns(p)) return bootstrap_usable_size(p);
-    apex_fatal("invalid pointer (not allocated by apexalloc)", p, NO_CLASS);
+    apex_fatal(op[0] == 'f' ? "invalid free (not allocated by apexalloc)" : "invalid pointer (not allocated by apexalloc)",
+               p, NO_CLASS);
   }
   if (sb->kind != SB_KIND_BLOCKS) {
-    huge_check_live(sb, p, "use of a freed pointer");
+    huge_check_live(sb, p, op[0] == 'f' ? "double free" : "use of a freed pointer");
     return sb->huge_size;
   }
-  return block_checked(sb, p, "usable_size")->chunk_size;
+  return block_checked(sb, p, op)->chunk_size;
 }
 
 apex_export void apex_free_sized(void *p, size_t size) {
@@ -197,6 +226,7 @@ apex_export void apex_free_sized(void *p, size_t size) {
 
 /* ---- Realloc --------------------------------------------------------------------------------- */
 apex_export void *apex_realloc(void *p, size_t size) {
+  if (apex_unlikely(g_hardened)) return size > HUGE_MAX ? (errno = ENOMEM, NULL) : hardened_realloc(NULL, p, size, APEX_MIN_ALIGN);
   if (p == NULL) return apex_malloc(size);
   if (apex_unlikely(size > HUGE_MAX)) {
     apex_usable_size(p);                               /* still reject a bad pointer loudly */
@@ -260,11 +290,17 @@ static bool heap_owned_by_caller(heap_t *heap) {
   return atomic_compare_exchange_strong(&heap->thread_id, &owner, me);
 }
 
+void *heap_alloc_unhardened(heap_t *heap, size_t size, size_t alignment) {
+  if (heap_owned_by_caller(heap)) return heap_alloc(heap, size, alignment, false);
+  return heap_alloc_shared(heap, size, alignment, false);
+}
+
 apex_export void *apex_heap_alloc(apex_heap_t *heap, size_t size, size_t alignment) {
   if (apex_unlikely(!heap_handle_ok(heap) || !alignment_ok(&alignment))) {
     errno = EINVAL;
     return NULL;
   }
+  if (apex_unlikely(g_hardened)) return hardened_alloc(heap, size, alignment, false);
   if (apex_likely(heap_owned_by_caller(heap))) {
     /* The owner's fast path, with no TLS lookup at all (what lua_Alloc and PyMem calls hit). */
     if (size <= 1024 && alignment == APEX_MIN_ALIGN && heap->limit == 0) {
@@ -290,6 +326,7 @@ apex_export void *apex_heap_calloc(apex_heap_t *heap, size_t count, size_t size,
     errno = ENOMEM;
     return NULL;
   }
+  if (apex_unlikely(g_hardened)) return hardened_alloc(heap, total, alignment, true);
   if (heap_owned_by_caller(heap)) return heap_alloc(heap, total, alignment, true);
   return heap_alloc_shared(heap, total, alignment, true);
 }
@@ -311,6 +348,7 @@ apex_export void *apex_heap_realloc(apex_heap_t *heap, void *p, size_t old_size,
     errno = ENOMEM;
     return NULL;
   }
+  if (apex_unlikely(g_hardened)) return hardened_realloc(heap, p, new_size, alignment);
   size_t usable = apex_usable_size(p);                 /* validates p, aborts on a bad pointer */
   bool aligned = ((uintptr_t)p & (alignment - 1)) == 0;
   if (aligned && new_size <= usable && (new_size >= usable / 2 || usable <= 64)) return p;

@@ -26,7 +26,10 @@ void block_init(block_t *b, heap_t *heap, size_t cls, size_t chunk_size) {
 }
 
 /* Moves up to about 8 KiB worth of never-used chunks onto the free list, so a new block costs
- * page faults only for what is really used. Returns false when the block is fully carved. */
+ * page faults only for what is really used. The chunks of a batch go onto the list in a random
+ * order (a Fisher-Yates shuffle driven by the block's secret key), so the addresses a program
+ * gets from a fresh block are not predictable from each other; staying within 8 KiB keeps the
+ * locality of a bump pointer. Returns false when the block is fully carved. */
 bool block_extend(block_t *b) {
   size_t remaining = b->capacity - b->carved;
   if (remaining == 0) return false;
@@ -34,10 +37,17 @@ bool block_extend(block_t *b) {
   if (batch == 0) batch = 1;
   if (batch > remaining) batch = remaining;
   uint8_t *first = b->start + (size_t)b->carved * b->chunk_size;
-  /* Link in reverse so the list hands chunks out in address order. */
+  uint16_t order[8192 / 16];
+  for (size_t i = 0; i < batch; i++) order[i] = (uint16_t)i;
+  uint64_t rng = (uint64_t)b->key ^ ((uint64_t)b->carved * 0x9E3779B97F4A7C15ULL) ^ (uintptr_t)first;
+  for (size_t i = batch; i > 1; i--) {
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    size_t j = (size_t)((rng >> 32) % i);
+    uint16_t t = order[i - 1]; order[i - 1] = order[j]; order[j] = t;
+  }
   chunk_t *next = b->free;
-  for (size_t i = batch; i-- > 0;) {
-    chunk_t *c = (chunk_t *)(first + i * b->chunk_size);
+  for (size_t i = 0; i < batch; i++) {
+    chunk_t *c = (chunk_t *)(first + (size_t)order[i] * b->chunk_size);
     c->next_enc = link_encode(b, c, next);
     c->free_tag = chunk_tag_free(c);
     next = c;

@@ -50,7 +50,7 @@ struct ctl_key_s {
   size_t index_count;           /* > 0 for a "<i>" family */
   ctl_get_fn get;               /* NULL for commands */
   ctl_set_fn set;               /* NULL for values that can be neither written nor set from env */
-  size_t field;                 /* offset of the value in its struct (statistics, options) */
+  size_t field;                 /* offset of the value in its struct (statistics, options), or a constant */
   size_t max;                   /* largest value a size option accepts */
 };
 
@@ -335,7 +335,7 @@ const char *ctl_key_env(size_t index) { return index < KEY_COUNT ? g_keys[index]
 
 /* ---- Options from the environment ------------------------------------------------------------
  * Runs inside global_init: getenv only, numbers parsed by hand, a complaint is one write(2). */
-static char *put_str(char *out, const char *end, const char *s) {
+static char *put_str(char *out, char *end, const char *s) {
   while (*s && out < end) *out++ = *s++;
   return out;
 }

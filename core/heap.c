@@ -316,6 +316,7 @@ void heap_thread_done(heap_t *heap) {
     if (h != heap) atomic_compare_exchange_strong(&h->thread_id, &expected, (uintptr_t)0);
   }
   pthread_mutex_unlock(&g_heaps_lock);
+  quarantine_flush(heap);
   /* From here on this thread's frees take the remote path, so the heap can change hands. */
   tls_heap = &g_empty_heap;
   heap_abandon(heap);
@@ -429,6 +430,9 @@ static void heap_discard(heap_t *heap) {
 
 apex_export int apex_heap_destroy(apex_heap_t *heap) {
   if (!heap_handle_ok(heap) || heap->is_default || heap->parent != NULL) return EINVAL;
+  /* Hardened mode: chunks this thread freed wait in its quarantine; let them go first (the
+   * contract already forbids other threads from holding objects of a heap being destroyed). */
+  if (tls_heap != &g_empty_heap) quarantine_flush(tls_heap);
   heap_t *parts[2] = { heap, heap->shared };
   for (int i = 0; i < 2; i++) {
     if (parts[i] == NULL) continue;
@@ -499,6 +503,7 @@ apex_export void apex_collect(void) {
   apex_ensure_init();
   heap_t *mine = tls_heap;
   if (mine != &g_empty_heap) heap_collect_now(mine);
+  if (mine != &g_empty_heap) quarantine_flush(mine);
   collect_abandoned(true);
   superblock_cache_flush();
   huge_cache_flush();

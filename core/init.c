@@ -147,6 +147,7 @@ static void global_init(void) {
   os_random(&g_secret, sizeof g_secret);
   os_random(&g_tag_secret, sizeof g_tag_secret);
   g_tag_secret &= ~TAG_REMOTE;
+  security_init();
   sizeclass_init();
   pthread_key_create(&g_thread_key, thread_exit);
   pthread_atfork(fork_prepare, fork_parent, fork_child);

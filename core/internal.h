@@ -172,6 +172,8 @@ struct apex_heap_s {
   size_t huge_bytes, huge_count;         /* live huge objects */
   size_t huge_total_in, huge_total_out;  /* cumulative bytes of huge objects made / freed */
   heap_t *free_next;                     /* destroyed heap structs waiting for reuse */
+  struct quarantined_s *quarantine;      /* hardened mode: this thread's freed chunks held back */
+  size_t quarantine_count, quarantine_bytes;
 };
 
 /* ---- Global state ---------------------------------------------------------------------------- */
@@ -196,6 +198,7 @@ void  *os_map(size_t size);
 void  *os_map_aligned(size_t size, size_t alignment);
 void   os_unmap(void *p, size_t size);
 void   os_decommit(void *p, size_t size);
+void   os_protect_none(void *p, size_t size);
 bool   os_remap_grow(void *p, size_t old_size, size_t new_size);
 void  *os_remap_move_aligned(void *p, size_t old_size, size_t new_size, size_t alignment);
 void   os_random(void *buf, size_t len);
@@ -358,12 +361,33 @@ apex_inline void apex_ensure_init(void) {
 typedef struct {
   _Atomic size_t superblock_cache;     /* empty superblocks kept mapped for reuse (default 8) */
   _Atomic size_t huge_cache_bytes;     /* bytes of freed huge mappings kept for reuse (32 MiB) */
+  _Atomic size_t quarantine_bytes;     /* hardened mode: bytes of freed chunks held back (4 MiB) */
+  int zero_on_free;                    /* hardened mode: fill freed chunks with zeros, not a pattern */
   int show_stats;                      /* APEX_SHOW_STATS: print statistics to stderr at exit */
   char heap_map[256];                  /* APEX_HEAP_MAP: write the heap map to this file at exit */
 } apex_options_t;
 extern apex_options_t g_opt;
 void options_init(void);               /* reads the environment; must not allocate */
 void report_at_exit(void);             /* APEX_SHOW_STATS / APEX_HEAP_MAP, registered by init */
+
+/* ---- security.c: levels and the hardened mode -------------------------------------------------- */
+#ifndef APEX_CHECKS
+#define APEX_CHECKS 1                  /* 0 only in the benchmark build that measures their cost */
+#endif
+extern bool g_hardened;                /* APEX_SECURE=2 */
+extern int g_secure_level;
+void    security_init(void);
+void   *hardened_alloc(heap_t *heap, size_t size, size_t alignment, bool zero);
+void    hardened_free(void *p);
+size_t  hardened_usable_size(const void *p);
+void   *hardened_realloc(heap_t *heap, void *p, size_t size, size_t alignment);
+void    quarantine_flush(heap_t *heap);
+/* The ordinary paths, which the hardened ones wrap (alloc.c). */
+void   *apex_alloc_unhardened(size_t size, size_t alignment);
+void   *heap_alloc_unhardened(heap_t *heap, size_t size, size_t alignment);
+void    apex_free_unhardened(void *p);
+size_t  apex_usable_size_unhardened(const void *p);
+size_t  usable_size_checked(const void *p, const char *op);
 
 /* ---- Walking the process's memory (stats.c) ----------------------------------------------------
  * Calls fn for every mapped block superblock, then for every live huge object's header, with a
@@ -411,12 +435,12 @@ apex_inline void *chunk_hand_out(heap_t *heap, block_t *b, chunk_t *c) {
 }
 
 /* Pops c off b's free list. The chunk must still carry its free tag (else something wrote to it
- * after it was freed) and its decoded link must stay inside c's superblock (else the list was
- * overwritten, and following it could hand out an attacker-chosen address). */
+ * after it was freed) and its decoded link must point inside the same block, or be NULL (else the
+ * list was overwritten, and following it could hand out an attacker-chosen address). */
 apex_inline void *block_pop(heap_t *heap, block_t *b, chunk_t *c) {
   chunk_t *next = link_decode(b, c);
-  if (apex_unlikely((c->free_tag != chunk_tag_free(c)) |
-                    (((((uintptr_t)next ^ (uintptr_t)c) >> SB_SHIFT) != 0) & (next != NULL))))
+  if (APEX_CHECKS && apex_unlikely((c->free_tag != chunk_tag_free(c)) |
+                    (((uintptr_t)next - (uintptr_t)b->start >= b->limit) & (next != NULL))))
     apex_fatal(c->free_tag != chunk_tag_free(c) ? "write after free" : "corrupted free list", c, b->cls);
   b->free = next;
   c->free_tag = 0;

@@ -148,9 +148,13 @@ void *huge_alloc(heap_t *heap, size_t size, size_t alignment, bool zero) {
     }
   }
 
+  /* Hardened mode: a PROT_NONE page right behind the object, so a linear overflow faults. */
+  size_t guard = g_hardened ? os_page_size() : 0;
+  total += guard;
   size_t map_align = alignment > SB_SIZE ? alignment : SB_SIZE;
   uint8_t *base = os_map_aligned(total, map_align);
   if (base == NULL) return NULL;
+  if (guard != 0) os_protect_none(base + total - guard, guard);
   uint8_t *p = base + offset;
   superblock_t *h = superblock_base(p);
   h->magic = SB_MAGIC ^ (uintptr_t)h;
@@ -158,7 +162,7 @@ void *huge_alloc(heap_t *heap, size_t size, size_t alignment, bool zero) {
   h->map_size = total;
   h->map_base = base;
   h->huge_offset = (size_t)(p - (uint8_t *)h);
-  h->huge_size = total - offset;
+  h->huge_size = total - offset - guard;
   atomic_store_explicit(&h->huge_state, HUGE_LIVE, memory_order_release);
   atomic_fetch_add_explicit(&g_huge_live_bytes, total, memory_order_relaxed);
   registry_set(h, true);

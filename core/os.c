@@ -64,6 +64,13 @@ void os_decommit(void *p, size_t size) {
   errno = saved;
 }
 
+/* Makes a range inaccessible (guard pages). */
+void os_protect_none(void *p, size_t size) {
+  int saved = errno;
+  mprotect(p, size, PROT_NONE);
+  errno = saved;
+}
+
 /* Grows a mapping in place if the address space behind it is free. */
 bool os_remap_grow(void *p, size_t old_size, size_t new_size) {
   int saved = errno;

@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -83,15 +84,15 @@ static void out_fmt(out_t *o, const char *fmt, ...) {
 }
 
 /* "12.3 MiB": a size for people, with one decimal (integer arithmetic). */
-static const char *human_bytes(char buf[32], size_t v) {
+static const char *human_bytes(char buf[48], size_t v) {
   static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
   size_t unit = 0, scale = 1;
   while (unit + 1 < sizeof units / sizeof units[0] && v / scale >= 1024) { scale *= 1024; unit++; }
   if (unit == 0) {
-    snprintf(buf, 32, "%zu B", v);
+    snprintf(buf, 48, "%zu B", v);
   } else {
     size_t tenths = (size_t)(((unsigned __int128)v * 10 + scale / 2) / scale);
-    snprintf(buf, 32, "%zu.%zu %s", tenths / 10, tenths % 10, units[unit]);
+    snprintf(buf, 48, "%zu.%zu %s", tenths / 10, tenths % 10, units[unit]);
   }
   return buf;
 }
@@ -146,7 +147,9 @@ static size_t stat_value(const apex_stats_t *s, const stat_field_t *f) {
 }
 
 /* The heaps a program can hold a handle to (thread default heaps and heaps it created), as seen
- * at one moment; their figures are taken afterwards, without the heaps lock. */
+ * at one moment; their figures are taken afterwards, without the heaps lock. A new thread marks its
+ * heap as a default heap (and a heap links its shared part) after leaving the heaps lock, so those
+ * fields are read racily: a heap made at this very moment may be listed a moment stale. */
 #define REPORT_HEAPS_MAX 256
 typedef struct {
   heap_t *heap[REPORT_HEAPS_MAX];
@@ -154,7 +157,7 @@ typedef struct {
   size_t count, more;
 } heap_list_t;
 
-static void list_heaps(heap_list_t *list) {
+APEX_RACY_READER static void list_heaps(heap_list_t *list) {
   list->count = list->more = 0;
   heaps_lock();
   for (heap_t *h = heaps_first(); h != NULL; h = h->all_next) {
@@ -193,7 +196,7 @@ static size_t waste_permille(const apex_stats_t *s) {
 
 static void print_text(out_t *o, const report_t *r) {
   const apex_stats_t *s = &r->global;
-  char h1[32], h2[32];
+  char h1[48], h2[48];
   out_fmt(o, "ApexAlloc %s statistics\n\nGlobal\n", apex_version_string());
   for (size_t i = 0; i < FIELD_COUNT; i++) {
     const stat_field_t *f = &g_fields[i];
@@ -311,14 +314,20 @@ typedef struct {
   size_t huge_size, map_size;   /* huge: usable and mapped bytes */
   uint32_t kind;                /* SB_KIND_BLOCKS / SB_KIND_HUGE */
   uint32_t block_count;
+  uint32_t gid;                 /* number of its heap in this map (1, 2, ...), 0 for none */
   bool shared, is_default, abandoned;
   map_block_t blocks[SLICES_PER_SB];
 } map_sb_t;
 
+/* The order of the output: by heap (in order of first appearance, owner-less last), superblocks
+ * before huge objects, then by address. */
+typedef struct { uint64_t key; uint32_t index; } map_order_t;
+
 typedef struct {
   map_sb_t *sbs;
+  map_order_t *order;           /* count entries, after groups_make */
   size_t count, capacity, missed;
-  size_t map_bytes;             /* of the snapshot mapping */
+  size_t map_bytes;             /* of the snapshot mapping (records, then the order) */
 } snapshot_t;
 
 static void count_one(superblock_t *sb, void *arg) {
@@ -399,55 +408,64 @@ static int snapshot_take(snapshot_t *snap) {
   memset(snap, 0, sizeof *snap);
   superblocks_walk(count_one, count_one, snap);
   size_t capacity = snap->count + snap->count / 4 + 16;
-  snap->map_bytes = page_round(capacity * sizeof(map_sb_t));
+  snap->map_bytes = page_round(capacity * (sizeof(map_sb_t) + sizeof(map_order_t)));
   snap->sbs = scratch_map(snap->map_bytes);
   if (snap->sbs == NULL) return ENOMEM;
+  snap->order = (map_order_t *)(snap->sbs + capacity);
   snap->capacity = capacity;
   snap->count = 0;
   superblocks_walk(snapshot_blocks, snapshot_huge, snap);
   return 0;
 }
 
-/* Heaps in the order they first appear; the owner-less (cached) group comes last. */
+/* The heaps that own something, numbered in order of first appearance. Superblocks of heaps beyond
+ * MAP_GROUPS_MAX are shown with the owner-less ones (gid 0). */
 #define MAP_GROUPS_MAX 1024
 typedef struct {
   uintptr_t heap[MAP_GROUPS_MAX];
   bool is_default[MAP_GROUPS_MAX], abandoned[MAP_GROUPS_MAX];
   size_t count;
-  bool has_cached;
 } groups_t;
 
-static size_t group_id(const groups_t *g, uintptr_t heap) {
+static uint32_t group_find(const groups_t *g, uintptr_t heap) {
   for (size_t i = 0; i < g->count; i++)
-    if (g->heap[i] == heap) return i + 1;
+    if (g->heap[i] == heap) return (uint32_t)(i + 1);
   return 0;
 }
 
-static void groups_make(groups_t *g, const snapshot_t *snap) {
+static int order_cmp(const void *a, const void *b) {
+  uint64_t x = ((const map_order_t *)a)->key, y = ((const map_order_t *)b)->key;
+  return x < y ? -1 : x > y;
+}
+
+static void groups_make(groups_t *g, snapshot_t *snap) {
   g->count = 0;
-  g->has_cached = false;
   for (size_t k = 0; k < snap->count; k++) {
-    const map_sb_t *m = &snap->sbs[k];
-    if (m->group == 0) { g->has_cached |= m->kind == SB_KIND_BLOCKS; continue; }
-    if (group_id(g, m->group) != 0 || g->count == MAP_GROUPS_MAX) continue;
-    g->heap[g->count] = m->group;
-    g->is_default[g->count] = m->is_default;
-    g->abandoned[g->count] = m->abandoned;
-    g->count++;
+    map_sb_t *m = &snap->sbs[k];
+    m->gid = m->group ? group_find(g, m->group) : 0;
+    if (m->gid == 0 && m->group != 0 && g->count < MAP_GROUPS_MAX) {
+      g->heap[g->count] = m->group;
+      g->is_default[g->count] = m->is_default;
+      g->abandoned[g->count] = m->abandoned;
+      m->gid = (uint32_t)++g->count;
+    }
+    uint64_t rank = m->gid ? m->gid : MAP_GROUPS_MAX + 1;
+    snap->order[k].key = rank << 36 | (uint64_t)(m->kind == SB_KIND_HUGE) << 35 | (uint64_t)(m->address >> 12);
+    snap->order[k].index = (uint32_t)k;
   }
+  qsort(snap->order, snap->count, sizeof *snap->order, order_cmp);   /* no lock held: may allocate */
 }
 
-static const char *heap_kind(const groups_t *g, size_t i) {
-  return g->abandoned[i] ? "abandoned" : g->is_default[i] ? "default" : "created";
+static const map_sb_t *ordered(const snapshot_t *snap, size_t k) { return &snap->sbs[snap->order[k].index]; }
+
+static const char *heap_kind(const groups_t *g, size_t gid) {
+  return g->abandoned[gid - 1] ? "abandoned" : g->is_default[gid - 1] ? "default" : "created";
 }
 
-/* Visits the superblocks (or huge objects) of group `id` (0: no owner / an overflowed group). */
-static bool in_group(const groups_t *g, const map_sb_t *m, size_t id) { return group_id(g, m->group) == id; }
-
-static void class_name(char buf[32], const map_block_t *b) {
-  char h[32];
-  if (b->cls == CLASS_LARGE) snprintf(buf, 32, "large object, %s", human_bytes(h, b->chunk_size));
-  else snprintf(buf, 32, "class %u, %u B", (unsigned)b->cls, (unsigned)b->chunk_size);
+static void class_name(char buf[64], const map_block_t *b) {
+  char h[48];
+  if (b->cls == CLASS_LARGE) snprintf(buf, 64, "large object, %s", human_bytes(h, b->chunk_size));
+  else snprintf(buf, 64, "class %u, %u B", (unsigned)b->cls, (unsigned)b->chunk_size);
 }
 
 static void map_json(out_t *o, const snapshot_t *snap, const groups_t *g) {
@@ -456,32 +474,26 @@ static void map_json(out_t *o, const snapshot_t *snap, const groups_t *g) {
   out_str(o, "\"heaps\":[");
   for (size_t i = 0; i < g->count; i++)
     out_fmt(o, "%s\n {\"id\":%zu,\"address\":\"%p\",\"kind\":\"%s\"}", i ? "," : "", i + 1, (void *)g->heap[i],
-            heap_kind(g, i));
+            heap_kind(g, i + 1));
   out_str(o, "],\n\"superblocks\":[");
-  bool first = true;
-  for (size_t id = 0; id <= g->count; id++) {
-    size_t gid = id < g->count ? id + 1 : 0;           /* owner-less ones last */
-    for (size_t k = 0; k < snap->count; k++) {
-      const map_sb_t *m = &snap->sbs[k];
-      if (!in_group(g, m, gid)) continue;
-      out_fmt(o, "%s\n {\"address\":\"%p\",", first ? "" : ",", (void *)m->address);
-      first = false;
-      if (gid) out_fmt(o, "\"heap\":%zu,\"shared\":%s,", gid, m->shared ? "true" : "false");
-      else out_str(o, "\"heap\":null,\"shared\":false,");
-      if (m->kind == SB_KIND_HUGE) {
-        out_fmt(o, "\"kind\":\"huge\",\"pointer\":\"%p\",\"size\":%zu,\"mapped\":%zu,\"blocks\":[]}",
-                (void *)m->huge_ptr, m->huge_size, m->map_size);
-        continue;
-      }
-      out_fmt(o, "\"kind\":\"%s\",\"free_slices\":%d,\"blocks\":[", m->heap ? "blocks" : "cached",
-              __builtin_popcountll(m->free_slices));
-      for (uint32_t i = 0; i < m->block_count; i++) {
-        const map_block_t *b = &m->blocks[i];
-        out_fmt(o, "%s\n  {\"slice\":%u,\"slices\":%u,\"class\":%u,\"chunk_size\":%u,\"capacity\":%u,\"used\":%u}",
-                i ? "," : "", b->index, b->slices, b->cls, b->chunk_size, b->capacity, b->used);
-      }
-      out_str(o, "]}");
+  for (size_t k = 0; k < snap->count; k++) {
+    const map_sb_t *m = ordered(snap, k);
+    out_fmt(o, "%s\n {\"address\":\"%p\",", k ? "," : "", (void *)m->address);
+    if (m->gid) out_fmt(o, "\"heap\":%u,\"shared\":%s,", m->gid, m->shared ? "true" : "false");
+    else out_str(o, "\"heap\":null,\"shared\":false,");
+    if (m->kind == SB_KIND_HUGE) {
+      out_fmt(o, "\"kind\":\"huge\",\"pointer\":\"%p\",\"size\":%zu,\"mapped\":%zu,\"blocks\":[]}",
+              (void *)m->huge_ptr, m->huge_size, m->map_size);
+      continue;
     }
+    out_fmt(o, "\"kind\":\"%s\",\"free_slices\":%d,\"blocks\":[", m->heap ? "blocks" : "cached",
+            __builtin_popcountll(m->free_slices));
+    for (uint32_t i = 0; i < m->block_count; i++) {
+      const map_block_t *b = &m->blocks[i];
+      out_fmt(o, "%s\n  {\"slice\":%u,\"slices\":%u,\"class\":%u,\"chunk_size\":%u,\"capacity\":%u,\"used\":%u}",
+              i ? "," : "", b->index, b->slices, b->cls, b->chunk_size, b->capacity, b->used);
+    }
+    out_str(o, "]}");
   }
   out_fmt(o, "],\n\"omitted\":%zu}\n", snap->missed);
 }
@@ -512,14 +524,14 @@ static void occupancy_colour(char buf[8], size_t pm) {
 }
 
 /* Size text short enough for a block: "48", "1152", "24K", "3M" (exact up to 9999 bytes). */
-static void short_size(char buf[16], size_t v) {
-  if (v < 10000) snprintf(buf, 16, "%zu", v);
-  else if (v < ((size_t)1 << 20) || v % ((size_t)1 << 20) != 0) snprintf(buf, 16, "%zuK", v >> 10);
-  else snprintf(buf, 16, "%zuM", v >> 20);
+static void short_size(char buf[24], size_t v) {
+  if (v < 10000) snprintf(buf, 24, "%zu", v);
+  else if (v < ((size_t)1 << 20) || v % ((size_t)1 << 20) != 0) snprintf(buf, 24, "%zuK", v >> 10);
+  else snprintf(buf, 24, "%zuM", v >> 20);
 }
 
 static void svg_block(out_t *o, size_t x, size_t y, const map_block_t *b) {
-  char colour[8], name[32], label[16];
+  char colour[8], name[64], label[24];
   size_t pm = permille(b->used, b->capacity);
   occupancy_colour(colour, pm);
   class_name(name, b);
@@ -533,11 +545,11 @@ static void svg_block(out_t *o, size_t x, size_t y, const map_block_t *b) {
     out_fmt(o, "<text class=\"in\" x=\"%zu\" y=\"%zu\">%s</text>\n", x + w / 2, y + SVG_ROW / 2 + 3, label);
 }
 
-static void svg_superblock(out_t *o, size_t y, const map_sb_t *m, size_t gid) {
+static void svg_superblock(out_t *o, size_t y, const map_sb_t *m) {
   size_t x0 = SVG_MARGIN + SVG_LABEL;
   char owner[48];
-  if (gid == 0) snprintf(owner, sizeof owner, "cached");
-  else snprintf(owner, sizeof owner, "heap %zu%s", gid, m->shared ? " (shared part)" : "");
+  if (m->gid) snprintf(owner, sizeof owner, "heap %u%s", m->gid, m->shared ? " (shared part)" : "");
+  else snprintf(owner, sizeof owner, "%s", m->heap ? "unlisted heap" : "cached");
   out_fmt(o, "<text class=\"label\" x=\"%d\" y=\"%zu\">%p  %s</text>\n", SVG_MARGIN, y + SVG_ROW / 2 + 4,
           (void *)m->address, owner);
   out_fmt(o, "<rect class=\"meta\" x=\"%zu\" y=\"%zu\" width=\"%d\" height=\"%d\"><title>slice 0: "
@@ -591,13 +603,20 @@ static void map_svg(out_t *o, const snapshot_t *snap, const groups_t *g) {
   memset(&s, 0, sizeof s);
   apex_stats_get(&s, sizeof s);
 
-  /* Height: title and legend, a heading per group, a row per superblock, the huge section. */
-  size_t groups_shown = g->count + (g->has_cached ? 1 : 0);
-  size_t height = 110 + groups_shown * 26 + sb_count * (SVG_ROW + SVG_GAP) + 20;
+  /* Height: title and legend, a heading per group that has superblocks, a row per superblock, the
+   * huge section. */
+  size_t headings = 0;
+  for (size_t k = 0; k < snap->count; k++) {
+    const map_sb_t *m = ordered(snap, k);
+    if (m->kind == SB_KIND_BLOCKS && (k == 0 || ordered(snap, k - 1)->gid != m->gid ||
+                                      ordered(snap, k - 1)->kind != SB_KIND_BLOCKS))
+      headings++;
+  }
+  size_t height = 110 + headings * 26 + sb_count * (SVG_ROW + SVG_GAP) + 20;
   if (huge_count) height += 30 + huge_count * (SVG_ROW + SVG_GAP);
   if (snap->missed) height += 20;
 
-  char h1[32], h2[32], h3[32];
+  char h1[48], h2[48], h3[48];
   out_fmt(o, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
           "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%zu\" viewBox=\"0 0 %d %zu\">\n",
           SVG_WIDTH, height, SVG_WIDTH, height);
@@ -626,20 +645,22 @@ static void map_svg(out_t *o, const snapshot_t *snap, const groups_t *g) {
   svg_legend(o, 62);
 
   size_t y = 110;
-  for (size_t id = 0; id <= g->count; id++) {
-    size_t gid = id < g->count ? id + 1 : 0;
-    if (gid == 0 && !g->has_cached) break;
-    if (gid) out_fmt(o, "<text class=\"heading\" x=\"%d\" y=\"%zu\">heap %zu  %p  (%s)</text>\n", SVG_MARGIN,
-                     y + 16, gid, (void *)g->heap[id], heap_kind(g, id));
-    else out_fmt(o, "<text class=\"heading\" x=\"%d\" y=\"%zu\">cached superblocks (no owner)</text>\n",
-                 SVG_MARGIN, y + 16);
-    y += 26;
-    for (size_t k = 0; k < snap->count; k++) {
-      const map_sb_t *m = &snap->sbs[k];
-      if (m->kind != SB_KIND_BLOCKS || !in_group(g, m, gid)) continue;
-      svg_superblock(o, y, m, gid);
-      y += SVG_ROW + SVG_GAP;
+  uint32_t shown = UINT32_MAX;                     /* the group whose heading is above */
+  for (size_t k = 0; k < snap->count; k++) {
+    const map_sb_t *m = ordered(snap, k);
+    if (m->kind != SB_KIND_BLOCKS) continue;
+    if (m->gid != shown) {
+      shown = m->gid;
+      if (m->gid)
+        out_fmt(o, "<text class=\"heading\" x=\"%d\" y=\"%zu\">heap %u  %p  (%s)</text>\n", SVG_MARGIN, y + 16,
+                m->gid, (void *)g->heap[m->gid - 1], heap_kind(g, m->gid));
+      else
+        out_fmt(o, "<text class=\"heading\" x=\"%d\" y=\"%zu\">superblocks without a listed heap (cached)</text>\n",
+                SVG_MARGIN, y + 16);
+      y += 26;
     }
+    svg_superblock(o, y, m);
+    y += SVG_ROW + SVG_GAP;
   }
 
   if (huge_count) {
@@ -648,13 +669,12 @@ static void map_svg(out_t *o, const snapshot_t *snap, const groups_t *g) {
             "the largest)</text>\n", SVG_MARGIN, y + 16);
     y += 30;
     for (size_t k = 0; k < snap->count; k++) {
-      const map_sb_t *m = &snap->sbs[k];
+      const map_sb_t *m = ordered(snap, k);
       if (m->kind != SB_KIND_HUGE) continue;
-      size_t gid = group_id(g, m->group);
       size_t w = (size_t)(((unsigned __int128)m->map_size * SVG_BAR) / (huge_max ? huge_max : 1));
       if (w < 2) w = 2;
       char owner[32];
-      if (gid) snprintf(owner, sizeof owner, "heap %zu", gid); else snprintf(owner, sizeof owner, "no heap");
+      if (m->gid) snprintf(owner, sizeof owner, "heap %u", m->gid); else snprintf(owner, sizeof owner, "no heap");
       out_fmt(o, "<text class=\"label\" x=\"%d\" y=\"%zu\">%p  %s</text>\n", SVG_MARGIN, y + SVG_ROW / 2 + 4,
               (void *)m->huge_ptr, owner);
       out_fmt(o, "<rect class=\"huge\" x=\"%d\" y=\"%zu\" width=\"%zu\" height=\"%d\"><title>huge object at %p: "

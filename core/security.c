@@ -1,0 +1,193 @@
+/*
+ * security.c — security levels and the hardened mode.
+ *
+ * Level 1 (the default) is built into the fast paths elsewhere: registry check, interior-pointer
+ * test, keyed free tags, encoded and range-checked free-list links, shuffled fresh chunks.
+ * Level 2 (APEX_SECURE=2, "hardened") adds, at a measured price:
+ *   - a size trailer at the end of every chunk and a canary pattern in the slack between the
+ *     requested size and the trailer, both checked at free: a linear overflow is caught;
+ *   - freed chunks are filled with a pattern (or zeros, with APEX_ZERO_ON_FREE=1) and kept in a
+ *     bounded quarantine, evicted at random; the pattern is verified on eviction, so a write after
+ *     free is caught, and a freed address is not handed out again soon (use-after-free is harder);
+ *   - guard pages behind huge objects, and no reuse of freed huge mappings.
+ * Level 0 is not a run-time setting: the checks of level 1 are inline in the fast paths, and
+ * measuring their cost needs the build without them (APEX_CHECKS=0, bench target
+ * libapexalloc_nochecks.so). APEX_SECURE=0 at run time says so on stderr and keeps level 1.
+ *
+ * Owns: the level, the hardened allocation/free/realloc/usable-size paths, the quarantine.
+ * Must never: be on the path of level 1 beyond one predictable branch.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+bool g_hardened;
+int g_secure_level = 1;
+
+#define TRAILER      sizeof(uint64_t)
+#define CANARY_BYTE  0xA5
+#define FREED_BYTE   0xDE
+#define QUARANTINE_SLOTS 4096
+
+static char *put(char *out, const char *s) { while (*s) *out++ = *s++; return out; }
+
+static void warn(const char *text) {
+  char line[200];
+  char *out = put(line, "apexalloc: ");
+  out = put(out, text);
+  *out++ = '\n';
+  ssize_t ignored = write(STDERR_FILENO, line, (size_t)(out - line));
+  (void)ignored;
+}
+
+/* Called from global_init, before any allocation is served. */
+void security_init(void) {
+  const char *level = getenv("APEX_SECURE");
+  if (level != NULL && level[0] != 0 && level[1] == 0) {
+    if (level[0] == '2') g_secure_level = 2;
+    else if (level[0] == '0') warn("APEX_SECURE=0 needs the build without checks (APEX_CHECKS=0); keeping level 1");
+    else if (level[0] != '1') warn("APEX_SECURE must be 0, 1 or 2; keeping level 1");
+  } else if (level != NULL && level[0] != 0) {
+    warn("APEX_SECURE must be 0, 1 or 2; keeping level 1");
+  }
+  const char *zero = getenv("APEX_ZERO_ON_FREE");
+  if (zero != NULL && zero[0] == '1' && zero[1] == 0) g_opt.zero_on_free = 1;
+  g_hardened = g_secure_level >= 2;
+  if (atomic_load_explicit(&g_opt.quarantine_bytes, memory_order_relaxed) == 0)
+    atomic_store_explicit(&g_opt.quarantine_bytes, (size_t)4 << 20, memory_order_relaxed);
+  if (g_hardened) atomic_store_explicit(&g_opt.huge_cache_bytes, 0, memory_order_relaxed);
+}
+
+/* ---- Trailer and canary ---------------------------------------------------------------------- */
+static uint64_t trailer_key(const void *p) {
+  return (g_tag_secret ^ (uintptr_t)p) * 0x9E3779B97F4A7C15ULL;
+}
+
+static uint64_t *trailer_of(void *p, size_t usable) { return (uint64_t *)((uint8_t *)p + usable - TRAILER); }
+
+/* Lays out a fresh allocation: [0, size) user data, [size, usable - 8) canary, then the encoded
+ * size. */
+static void arm(void *p, size_t size, size_t usable) {
+  memset((uint8_t *)p + size, CANARY_BYTE, usable - TRAILER - size);
+  uint64_t value = size ^ trailer_key(p);
+  memcpy(trailer_of(p, usable), &value, sizeof value);
+}
+
+/* The requested size of a live hardened allocation, after checking its trailer and canary. */
+static size_t checked_size(void *p, size_t usable, size_t cls) {
+  uint64_t value;
+  memcpy(&value, trailer_of(p, usable), sizeof value);
+  size_t size = (size_t)(value ^ trailer_key(p));
+  if (apex_unlikely(size > usable - TRAILER)) apex_fatal("heap overflow (size trailer overwritten)", p, cls);
+  const uint8_t *slack = (const uint8_t *)p + size;
+  for (size_t i = 0; i < usable - TRAILER - size; i++)
+    if (apex_unlikely(slack[i] != CANARY_BYTE)) apex_fatal("heap overflow (canary overwritten)", slack + i, cls);
+  return size;
+}
+
+static size_t class_of_pointer(const void *p) {
+  superblock_t *sb = superblock_of(p);
+  if (sb == NULL || sb->kind != SB_KIND_BLOCKS) return CLASS_LARGE;
+  return block_of(sb, p)->cls;
+}
+
+/* ---- Quarantine ------------------------------------------------------------------------------
+ * One per thread (in its heap), so freeing never takes a lock: a chunk freed by any thread waits
+ * in that thread's quarantine, and leaves it through the ordinary free path (remote if needed). */
+typedef struct quarantined_s { void *p; size_t usable; } quarantined_t;
+
+/* A chunk leaving the quarantine must still hold exactly what free left in it (8 bytes at a time;
+ * the free tag in the second word is skipped). */
+static void release_quarantined(quarantined_t q) {
+  chunk_t *c = q.p;
+  uint64_t expect = g_opt.zero_on_free ? 0 : 0x0101010101010101ULL * FREED_BYTE;
+  const uint64_t *words = q.p;
+  for (size_t i = 0; i < q.usable / sizeof(uint64_t); i++) {
+    if (apex_likely(words[i] == expect) || i == 1) continue;
+    const uint8_t *bytes = (const uint8_t *)&words[i];
+    size_t k = 0;
+    while (bytes[k] == (uint8_t)expect) k++;
+    apex_fatal("write after free", bytes + k, class_of_pointer(q.p));
+  }
+  c->free_tag = 0;                       /* from here the ordinary free path takes over */
+  apex_free_unhardened(q.p);
+}
+
+/* Adds a freed chunk to the thread's quarantine; when it is over its slots or bytes, entries
+ * chosen at random leave (so when a freed address comes back is not predictable). */
+static void quarantine_add(void *p, size_t usable) {
+  heap_t *heap = heap_for_thread();
+  size_t budget = atomic_load_explicit(&g_opt.quarantine_bytes, memory_order_relaxed);
+  if (heap != NULL && heap->quarantine == NULL)
+    heap->quarantine = os_map(QUARANTINE_SLOTS * sizeof(quarantined_t));
+  if (heap == NULL || heap->quarantine == NULL || usable > budget) {
+    release_quarantined((quarantined_t){ p, usable });
+    return;
+  }
+  while (heap->quarantine_count > 0 &&
+         (heap->quarantine_count == QUARANTINE_SLOTS || heap->quarantine_bytes + usable > budget)) {
+    size_t k = (size_t)(heap_random(heap) % heap->quarantine_count);
+    quarantined_t out = heap->quarantine[k];
+    heap->quarantine[k] = heap->quarantine[--heap->quarantine_count];
+    heap->quarantine_bytes -= out.usable;
+    release_quarantined(out);
+  }
+  heap->quarantine[heap->quarantine_count++] = (quarantined_t){ p, usable };
+  heap->quarantine_bytes += usable;
+}
+
+/* Thread exit and apex_collect: empty the heap's quarantine. */
+void quarantine_flush(heap_t *heap) {
+  while (heap->quarantine_count > 0) {
+    quarantined_t out = heap->quarantine[--heap->quarantine_count];
+    heap->quarantine_bytes -= out.usable;
+    release_quarantined(out);
+  }
+}
+
+/* ---- The hardened entry points --------------------------------------------------------------- */
+void *hardened_alloc(heap_t *heap, size_t size, size_t alignment, bool zero) {
+  size_t need;
+  if (__builtin_add_overflow(size, TRAILER, &need)) { errno = ENOMEM; return NULL; }
+  void *p = heap == NULL ? apex_alloc_unhardened(need, alignment) : heap_alloc_unhardened(heap, need, alignment);
+  if (p == NULL) return NULL;
+  size_t usable = apex_usable_size_unhardened(p);
+  if (zero) memset(p, 0, size);
+  arm(p, size, usable);
+  return p;
+}
+
+void hardened_free(void *p) {
+  if (p == NULL) return;
+  size_t usable = usable_size_checked(p, "free");       /* validates p: double/invalid free abort */
+  if (bootstrap_owns(p)) return;
+  checked_size(p, usable, class_of_pointer(p));
+  superblock_t *sb = superblock_of(p);
+  if (sb != NULL && sb->kind != SB_KIND_BLOCKS) {       /* huge: unmapped at once, guard page behind */
+    apex_free_unhardened(p);
+    return;
+  }
+  memset(p, g_opt.zero_on_free ? 0 : FREED_BYTE, usable);
+  ((chunk_t *)p)->free_tag = chunk_tag_free(p);         /* a second free is a double free */
+  quarantine_add(p, usable);
+}
+
+size_t hardened_usable_size(const void *p) {
+  if (p == NULL) return 0;
+  size_t usable = apex_usable_size_unhardened(p);
+  if (bootstrap_owns(p)) return usable;
+  return checked_size((void *)p, usable, class_of_pointer(p));
+}
+
+void *hardened_realloc(heap_t *heap, void *p, size_t size, size_t alignment) {
+  if (p == NULL) return hardened_alloc(heap, size, alignment, false);
+  size_t old = hardened_usable_size(p);
+  void *q = hardened_alloc(heap, size, alignment, false);
+  if (q == NULL) return NULL;
+  memcpy(q, p, old < size ? old : size);
+  hardened_free(p);
+  return q;
+}
