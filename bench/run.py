@@ -108,6 +108,7 @@ class Allocator:
     key: str            # name used on the command line
     label: str          # name shown in tables
     lib: str | None     # library to preload, None for glibc
+    env: dict | None = None  # extra environment for the workload (e.g. APEX_SECURE=2)
     version: str = ""
     skipped: str = ""   # reason, when it cannot be used
 
@@ -123,6 +124,13 @@ def default_allocators(build_dir: str, apex: str | None) -> dict[str, Allocator]
         # its embeddable form, to measure what that choice costs (--allocators apex,apex-gd).
         "apex-gd": Allocator("apex-gd", "ApexAlloc (dlopen-safe TLS)",
                              os.path.join(build_dir, "core", "libapexalloc_tlsgd.so")),
+        # Security levels, for docs/SECURITY.md: the build with the level-1 checks compiled out,
+        # and the hardened mode (--allocators apex,apex-nochecks,apex-hardened,mimalloc).
+        "apex-nochecks": Allocator("apex-nochecks", "ApexAlloc (checks off)",
+                                   os.path.join(build_dir, "core", "libapexalloc_nochecks.so")),
+        "apex-hardened": Allocator("apex-hardened", "ApexAlloc (APEX_SECURE=2)",
+                                   apex or os.path.join(build_dir, "core", "libapexalloc.so"),
+                                   env={"APEX_SECURE": "2"}),
     }
 
 
@@ -138,10 +146,12 @@ class Run:
     stderr: str
 
 
-def run_once(launcher: str, argv: list[str], preload: str | None, timeout: float) -> Run:
+def run_once(launcher: str, argv: list[str], preload: str | None, timeout: float,
+             extra_env: dict | None = None) -> Run:
     """Run argv once through bench_launch, which measures wall time and peak RSS of the child."""
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)  # the launcher itself runs on glibc; it preloads for the child only
+    env.update(extra_env or {})
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             tempfile.NamedTemporaryFile("r", prefix="apex-bench-", suffix=".txt") as res:
         cmd = [launcher, res.name, preload or "-", str(max(1, int(math.ceil(timeout))))] + argv
@@ -400,7 +410,8 @@ def write_chart(path: str, workloads: list[Workload], allocs: list[Allocator],
     names = [w.name for w in workloads]
     width = 0.8 / len(allocs)
     colors = {"apex": "#d62728", "glibc": "#7f7f7f", "jemalloc": "#1f77b4",
-              "mimalloc": "#2ca02c", "tcmalloc": "#ff7f0e", "apex-gd": "#ff9896"}
+              "mimalloc": "#2ca02c", "tcmalloc": "#ff7f0e", "apex-gd": "#ff9896",
+              "apex-nochecks": "#fdd0a2", "apex-hardened": "#67000d"}
     fig, axes = plt.subplots(2, 1, figsize=(max(9.0, 1.35 * len(names) + 2), 8.5), sharex=True)
     panels = [("time", lambda c: c.time(), f"wall time / {base.label}"),
               ("rss", lambda c: c.rss_mib(), f"peak RSS / {base.label}")]
@@ -519,7 +530,7 @@ def main(argv: list[str]) -> int:
         if a.lib is not None and not os.path.isfile(a.lib):
             a.skipped = f"library not found at `{a.lib}`"
         elif a.lib is not None:
-            r = run_once(launcher, probe, a.lib, 30.0)
+            r = run_once(launcher, probe, a.lib, 30.0, a.env)
             if r.status == "preload failed":
                 a.skipped = f"`{a.lib}` cannot be preloaded: {r.stderr.splitlines()[0] if r.stderr else ''}"
         if a.skipped:
@@ -548,7 +559,7 @@ def main(argv: list[str]) -> int:
         for w in workloads:
             argv_w = [os.path.join(build_dir, "bench", w.binary)] + (w.quick_args if args.quick else w.args)
             for a in order:
-                r = run_once(launcher, argv_w, a.lib, args.timeout)
+                r = run_once(launcher, argv_w, a.lib, args.timeout, a.env)
                 cells[(w.name, a.key)].runs.append(r)
                 done += 1
                 note = f"{r.wall:7.3f} s {r.maxrss_kib / 1024:8.1f} MiB" if r.ok else \

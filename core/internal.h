@@ -125,7 +125,7 @@ struct superblock_s {
 #define HUGE_HEADER     ((size_t)4096)
 
 _Static_assert(sizeof(block_t) == 192, "block descriptor: three cache lines");
-_Static_assert(sizeof(superblock_t) <= SLICE_SIZE, "superblock metadata must fit in slice 0");
+_Static_assert(sizeof(superblock_t) <= SLICE_SIZE - 4096, "superblock metadata must fit in slice 0, before its guard page");
 
 /* ---- Heaps ----------------------------------------------------------------------------------- */
 /* Written only by the heap's owner (plain load + store, no locked instruction), read by anyone
@@ -196,6 +196,7 @@ apex_inline uintptr_t current_thread_id(void) { return (uintptr_t)__builtin_thre
 /* ---- os.c ------------------------------------------------------------------------------------ */
 void  *os_map(size_t size);
 void  *os_map_aligned(size_t size, size_t alignment);
+void  *os_map_at(void *hint, size_t size);
 void   os_unmap(void *p, size_t size);
 void   os_decommit(void *p, size_t size);
 void   os_protect_none(void *p, size_t size);

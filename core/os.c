@@ -64,6 +64,21 @@ void os_decommit(void *p, size_t size) {
   errno = saved;
 }
 
+/* Maps `size` bytes at exactly `hint` if that range is free (the kernel treats it as a hint and
+ * never replaces an existing mapping); NULL otherwise, with nothing left mapped. */
+void *os_map_at(void *hint, size_t size) {
+  int saved = errno;
+  void *p = mmap(hint, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  errno = saved;
+  if (p == MAP_FAILED) return NULL;
+  if (p != hint) {
+    munmap(p, size);
+    return NULL;
+  }
+  stats_mapped((ptrdiff_t)size);
+  return p;
+}
+
 /* Makes a range inaccessible (guard pages). */
 void os_protect_none(void *p, size_t size) {
   int saved = errno;

@@ -78,9 +78,38 @@ static superblock_t *cache_pop(void) {
   return sb;
 }
 
+/* Superblocks are placed at random 4 MiB-aligned addresses inside a 1 TiB window chosen at
+ * random at start-up (between 16 and 96 TiB, far from the program, its libraries and stacks), so
+ * the address of one superblock says nothing about the others. A window rather than the whole
+ * address space keeps the registry pages and page tables the placement touches few. When a try
+ * lands on something already mapped, the kernel's own placement is used. */
+#define PLACEMENT_WINDOW ((uintptr_t)1 << 40)
+
+static uintptr_t g_window_base;
+static _Atomic uint64_t g_placement_rng;
+
+static void *random_placement(void) {
+  if (g_window_base == 0) {
+    uint64_t r;
+    os_random(&r, sizeof r);
+    g_window_base = ((uintptr_t)16 << 40) + (uintptr_t)(r % 80) * PLACEMENT_WINDOW;
+    atomic_store_explicit(&g_placement_rng, r | 1, memory_order_relaxed);
+  }
+  uint64_t x = atomic_load_explicit(&g_placement_rng, memory_order_relaxed);
+  x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+  atomic_store_explicit(&g_placement_rng, x, memory_order_relaxed);
+  uintptr_t offset = (uintptr_t)(x % (PLACEMENT_WINDOW / SB_SIZE)) * SB_SIZE;
+  return (void *)(g_window_base + offset);
+}
+
 static superblock_t *superblock_map_new(void) {
-  superblock_t *sb = os_map_aligned(SB_SIZE, SB_SIZE);
+  superblock_t *sb = NULL;
+  for (int attempt = 0; attempt < 3 && sb == NULL; attempt++) sb = os_map_at(random_placement(), SB_SIZE);
+  if (sb == NULL) sb = os_map_aligned(SB_SIZE, SB_SIZE);
   if (sb == NULL) return NULL;
+  /* The last page of slice 0 is a guard between the metadata and the first chunk of slice 1: an
+   * underflow from user data cannot reach the block descriptors. */
+  os_protect_none((uint8_t *)sb + SLICE_SIZE - os_page_size(), os_page_size());
   /* Fresh mappings read as zero, so only the non-zero fields need setting. */
   sb->magic = SB_MAGIC ^ (uintptr_t)sb;
   sb->kind = SB_KIND_BLOCKS;
