@@ -144,8 +144,14 @@ apex_export int apex_posix_memalign(void **out, size_t alignment, size_t size) {
  * whose live bit is set. Anything else aborts naming what was wrong. */
 apex_cold apex_noreturn static void pointer_invalid(superblock_t *sb, block_t *b, const void *p, const char *op) {
   bool is_free = op[0] == 'f';
-  if (b->limit == 0)
+  if (b->limit == 0) {
+    /* A retired block keeps its geometry: a pointer to one of its former chunks was freed before
+     * (the block emptied and went away). */
+    uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)b->start);
+    if (b->chunk_size != 0 && off < (uint64_t)b->capacity * b->chunk_size && off * b->div_magic <= b->div_magic - 1)
+      apex_fatal(is_free ? "double free" : "use of a freed pointer", p, b->cls);
     apex_fatal(is_free ? "invalid free (no allocation here)" : "invalid pointer (no allocation here)", p, (size_t)-1);
+  }
   if (!chunk_start_ok(b, p))
     apex_fatal(is_free ? "invalid free (interior pointer)" : "invalid pointer (interior pointer)", p, b->cls);
   (void)sb;
@@ -160,6 +166,7 @@ apex_inline block_t *block_checked(superblock_t *sb, const void *p, const char *
 
 apex_cold static void free_unregistered(void *p, const char *what) {
   if (p == NULL || bootstrap_owns(p)) return;          /* bootstrap memory is never reused */
+  if (huge_recently_unmapped(p)) apex_fatal("double free", p, CLASS_LARGE);
   apex_fatal(what, p, NO_CLASS);
 }
 
@@ -207,6 +214,7 @@ size_t usable_size_checked(const void *p, const char *op) {
   superblock_t *sb = superblock_of(p);
   if (sb == NULL) {
     if (bootstrap_owns(p)) return bootstrap_usable_size(p);
+    if (huge_recently_unmapped(p)) apex_fatal(op[0] == 'f' ? "double free" : "use of a freed pointer", p, CLASS_LARGE);
     apex_fatal(op[0] == 'f' ? "invalid free (not allocated by apexalloc)" : "invalid pointer (not allocated by apexalloc)",
                p, NO_CLASS);
   }
@@ -236,6 +244,7 @@ apex_export void *apex_realloc(void *p, size_t size) {
   superblock_t *sb = superblock_of(p);
   size_t usable;
   if (sb == NULL) {
+    if (huge_recently_unmapped(p)) apex_fatal("realloc of a freed pointer", p, CLASS_LARGE);
     if (!bootstrap_owns(p)) apex_fatal("invalid realloc (not allocated by apexalloc)", p, NO_CLASS);
     usable = bootstrap_usable_size(p);
   } else if (sb->kind != SB_KIND_BLOCKS) {
@@ -353,7 +362,9 @@ apex_export void *apex_heap_realloc(apex_heap_t *heap, void *p, size_t old_size,
   bool aligned = ((uintptr_t)p & (alignment - 1)) == 0;
   if (aligned && new_size <= usable && (new_size >= usable / 2 || usable <= 64)) return p;
   void *q = apex_heap_alloc(heap, new_size, alignment);
-  if (q == NULL) return NULL;
+  /* Lua requires that a shrink never fails: when moving to a smaller chunk is impossible (out of
+   * memory, over the heap's limit), the object simply stays where it is. */
+  if (q == NULL) return aligned && new_size <= usable ? p : NULL;
   memcpy(q, p, new_size < usable ? new_size : usable);
   apex_free(p);
   return q;

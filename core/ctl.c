@@ -22,6 +22,9 @@
 apex_options_t g_opt = {
   .superblock_cache = 8,
   .huge_cache_bytes = (size_t)32 * 1024 * 1024,
+  .quarantine_bytes = (size_t)4 * 1024 * 1024,
+  .secure = 1,
+  .zero_on_free = 0,
   .show_stats = 0,
   .heap_map = "",
 };
@@ -114,7 +117,6 @@ static int get_show_stats(const ctl_key_t *key, size_t index, void *out) {
   return 0;
 }
 
-void report_keep_stderr(void);           /* report.c: so the statistics survive a closed stderr */
 
 static int set_show_stats(const ctl_key_t *key, const void *in) {
   (void)key;
@@ -150,6 +152,36 @@ static int get_tls_model(const ctl_key_t *key, size_t index, void *out) {
 #else
   *(const char **)out = "initial-exec";
 #endif
+  return 0;
+}
+
+/* The security level and zero-on-free are fixed before the first allocation (from the
+ * environment): changing them under live allocations would break the hardened mode's layout. */
+static int get_secure(const ctl_key_t *key, size_t index, void *out) {
+  (void)key; (void)index;
+  *(size_t *)out = (size_t)g_secure_level;
+  return 0;
+}
+
+static int set_secure(const ctl_key_t *key, const void *in) {
+  (void)key;
+  size_t v = *(const size_t *)in;
+  if (v > 2) return EINVAL;
+  g_opt.secure = (int)v;
+  return 0;
+}
+
+static int get_zero_on_free(const ctl_key_t *key, size_t index, void *out) {
+  (void)key; (void)index;
+  *(int *)out = g_opt.zero_on_free;
+  return 0;
+}
+
+static int set_zero_on_free(const ctl_key_t *key, const void *in) {
+  (void)key;
+  int v = *(const int *)in;
+  if (v != 0 && v != 1) return EINVAL;
+  g_opt.zero_on_free = v;
   return 0;
 }
 
@@ -223,6 +255,14 @@ static const ctl_key_t g_keys[] = {
            "empty superblocks kept mapped for reuse (0 .. 65536)"),
   OPT_SIZE("opt.huge_cache_bytes", "bytes", "APEX_HUGE_CACHE_BYTES", huge_cache_bytes, HUGE_MAX,
            "bytes of freed huge mappings kept for reuse; the variable accepts k/m/g suffixes"),
+  OPT_SIZE("opt.quarantine_bytes", "bytes", "APEX_QUARANTINE_BYTES", quarantine_bytes, HUGE_MAX,
+           "hardened mode: bytes of freed chunks each thread holds back before reuse (k/m/g suffixes)"),
+  { "opt.secure", APEX_CTL_SIZE, "level", false, "APEX_SECURE",
+    "security level: 1 default checks, 2 hardened (quarantine, canaries, guard pages); set before start", 0,
+    get_secure, set_secure, 0, 0 },
+  { "opt.zero_on_free", APEX_CTL_BOOL, "", false, "APEX_ZERO_ON_FREE",
+    "hardened mode: fill freed chunks with zeros instead of a pattern (0 or 1); set before start", 0,
+    get_zero_on_free, set_zero_on_free, 0, 0 },
   { "opt.show_stats", APEX_CTL_BOOL, "", true, "APEX_SHOW_STATS", "print statistics to stderr at exit (0 or 1)", 0,
     get_show_stats, set_show_stats, 0, 0 },
   { "opt.heap_map", APEX_CTL_STRING, "", false, "APEX_HEAP_MAP",
@@ -323,14 +363,14 @@ apex_export int apex_ctl_info(size_t index, apex_ctl_info_t *out, size_t size) {
     .unit = key->unit,
     .description = key->description,
     .index_count = key->index_count,
+    .env = key->env,
   };
   memcpy(out, &info, size);
   return 0;
 }
 
-/* The environment variable of registry entry `index`, or NULL. Not in the public header (yet):
- * tests/gen_ctl_doc.c links the static library to print it in the docs' key table. */
-const char *ctl_key_env(size_t index);
+/* The environment variable of registry entry `index`, or NULL (also apex_ctl_info's `env`). */
+
 const char *ctl_key_env(size_t index) { return index < KEY_COUNT ? g_keys[index].env : NULL; }
 
 /* ---- Options from the environment ------------------------------------------------------------

@@ -144,6 +144,7 @@ static void fork_child(void) {
 /* ---- Global initialization ------------------------------------------------------------------- */
 static void global_init(void) {
   options_init();
+  os_page_size();                       /* cached now, before any thread can race to fill it */
   os_random(&g_secret, sizeof g_secret);
   os_random(&g_tag_secret, sizeof g_tag_secret);
   g_tag_secret &= ~TAG_REMOTE;

@@ -329,6 +329,7 @@ void    superblock_discard(heap_t *heap, superblock_t *sb);
 void   *huge_alloc(heap_t *heap, size_t size, size_t alignment, bool zero);
 void    huge_discard_all(heap_t *heap);
 void    huge_cache_flush(void);
+bool    huge_recently_unmapped(const void *p);
 void    huge_free(superblock_t *sb, void *p);
 void   *huge_realloc(superblock_t *sb, void *p, size_t size);
 void    huge_cache_lock(void);
@@ -363,12 +364,16 @@ typedef struct {
   _Atomic size_t superblock_cache;     /* empty superblocks kept mapped for reuse (default 8) */
   _Atomic size_t huge_cache_bytes;     /* bytes of freed huge mappings kept for reuse (32 MiB) */
   _Atomic size_t quarantine_bytes;     /* hardened mode: bytes of freed chunks held back (4 MiB) */
+  int secure;                          /* APEX_SECURE: requested security level (1 or 2) */
   int zero_on_free;                    /* hardened mode: fill freed chunks with zeros, not a pattern */
   int show_stats;                      /* APEX_SHOW_STATS: print statistics to stderr at exit */
   char heap_map[256];                  /* APEX_HEAP_MAP: write the heap map to this file at exit */
 } apex_options_t;
 extern apex_options_t g_opt;
 void options_init(void);               /* reads the environment; must not allocate */
+void stats_reset_peak(void);           /* ctl.c: stats.reset */
+void report_keep_stderr(void);         /* report.c: keep a copy of stderr for the exit report */
+const char *ctl_key_env(size_t index); /* ctl.c: environment variable of registry entry `index` */
 void report_at_exit(void);             /* APEX_SHOW_STATS / APEX_HEAP_MAP, registered by init */
 
 /* ---- security.c: levels and the hardened mode -------------------------------------------------- */

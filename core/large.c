@@ -68,9 +68,23 @@ static bool huge_cache_put(superblock_t *h) {
   return stored;
 }
 
+/* The user addresses of the last huge objects given back to the OS: once unmapped, the registry
+ * no longer knows them, and a second free would otherwise read as a foreign pointer. */
+#define RECENT_HUGE 64
+static _Atomic uintptr_t g_recent_huge[RECENT_HUGE];
+static _Atomic size_t g_recent_huge_next;
+
+bool huge_recently_unmapped(const void *p) {
+  for (size_t i = 0; i < RECENT_HUGE; i++)
+    if (atomic_load_explicit(&g_recent_huge[i], memory_order_relaxed) == (uintptr_t)p) return true;
+  return false;
+}
+
 static void huge_unmap(superblock_t *h) {
   uint8_t *base = huge_map_base(h);
   size_t size = h->map_size;
+  size_t slot = atomic_fetch_add_explicit(&g_recent_huge_next, 1, memory_order_relaxed) % RECENT_HUGE;
+  atomic_store_explicit(&g_recent_huge[slot], (uintptr_t)h + h->huge_offset, memory_order_relaxed);
   registry_set(h, false);
   os_unmap(base, size);
 }

@@ -45,7 +45,7 @@ apex_noinline void remote_free(heap_t *owner, superblock_t *sb, block_t *b, chun
   c->free_tag = chunk_tag_free(c) ^ TAG_REMOTE;
   chunk_t *head = atomic_load_explicit(&b->remote, memory_order_relaxed);
   do {
-    c->next_enc = (uintptr_t)head;
+    c->next_enc = link_encode(b, c, head);      /* encoded like local links: see block_collect */
   } while (!atomic_compare_exchange_weak(&b->remote, &head, c));
   if (apex_unlikely(atomic_load(&b->full_state) == BLOCK_FULL)) notify_owner(owner, b);
 }
@@ -62,7 +62,11 @@ size_t block_collect(heap_t *heap, superblock_t *sb, block_t *b, bool *retired) 
   chunk_t *local = b->free;
   size_t n = 0;
   while (c != NULL) {
-    chunk_t *next = (chunk_t *)c->next_enc;
+    /* The link must stay inside the block before it is followed: an overwritten link must not
+     * send the owner into memory it does not own. */
+    chunk_t *next = link_decode(b, c);
+    if (apex_unlikely(next != NULL && (uintptr_t)next - (uintptr_t)b->start >= b->limit))
+      apex_fatal("corrupted free list", c, b->cls);
     if (apex_unlikely(c->free_tag != (chunk_tag_free(c) ^ TAG_REMOTE)))
       apex_fatal(c->free_tag == chunk_tag_free(c) ? "double free" : "write after free", c, b->cls);
     c->free_tag = chunk_tag_free(c);

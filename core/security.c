@@ -20,7 +20,6 @@
 #include "internal.h"
 
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -44,20 +43,13 @@ static void warn(const char *text) {
 }
 
 /* Called from global_init, before any allocation is served. */
+/* Called from global_init after options_init (which read APEX_SECURE, APEX_ZERO_ON_FREE and
+ * APEX_QUARANTINE_BYTES), before any allocation is served. */
 void security_init(void) {
-  const char *level = getenv("APEX_SECURE");
-  if (level != NULL && level[0] != 0 && level[1] == 0) {
-    if (level[0] == '2') g_secure_level = 2;
-    else if (level[0] == '0') warn("APEX_SECURE=0 needs the build without checks (APEX_CHECKS=0); keeping level 1");
-    else if (level[0] != '1') warn("APEX_SECURE must be 0, 1 or 2; keeping level 1");
-  } else if (level != NULL && level[0] != 0) {
-    warn("APEX_SECURE must be 0, 1 or 2; keeping level 1");
-  }
-  const char *zero = getenv("APEX_ZERO_ON_FREE");
-  if (zero != NULL && zero[0] == '1' && zero[1] == 0) g_opt.zero_on_free = 1;
+  if (g_opt.secure == 0)
+    warn("APEX_SECURE=0 needs the build without checks (APEX_CHECKS=0); keeping level 1");
+  g_secure_level = g_opt.secure == 2 ? 2 : 1;
   g_hardened = g_secure_level >= 2;
-  if (atomic_load_explicit(&g_opt.quarantine_bytes, memory_order_relaxed) == 0)
-    atomic_store_explicit(&g_opt.quarantine_bytes, (size_t)4 << 20, memory_order_relaxed);
   if (g_hardened) atomic_store_explicit(&g_opt.huge_cache_bytes, 0, memory_order_relaxed);
 }
 

@@ -228,12 +228,15 @@ enum {
 };
 
 /* Writes the statistics (global, per size class, per heap) through write(opaque, ...), in
- * APEX_FORMAT_TEXT or APEX_FORMAT_JSON. write == NULL writes to stderr. 0 or EINVAL. */
+ * APEX_FORMAT_TEXT or APEX_FORMAT_JSON. write == NULL writes to stderr. Returns 0, EINVAL for a
+ * bad format, ENOMEM when the scratch memory for the snapshot cannot be mapped. The callback runs
+ * with no allocator lock held: it may allocate (a Python or Lua callback will). */
 int apex_stats_print(apex_write_fn write, void *opaque, int format);
 
 /* Describes every superblock and block (size class, owner heap, occupancy) as
  * APEX_FORMAT_JSON, or draws it as APEX_FORMAT_SVG: one rectangle per block, coloured by
- * occupancy, grouped by superblock, with a legend. write == NULL writes to stderr. 0 or EINVAL.
+ * occupancy, grouped by superblock, with a legend. write == NULL writes to stderr. Returns 0,
+ * EINVAL or ENOMEM as apex_stats_print; the callback may allocate.
  * With APEX_HEAP_MAP=file.svg (or .json) in the environment, the map is written at exit. */
 int apex_heap_map(apex_write_fn write, void *opaque, int format);
 
@@ -250,6 +253,8 @@ int apex_heap_map(apex_write_fn write, void *opaque, int format);
  * APEX_<OPTION> (upper case, dots as underscores: opt.show_stats -> APEX_SHOW_STATS).
  */
 int apex_ctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen);
+/* (name == NULL, or oldp without oldlenp: EINVAL. A call that neither reads nor writes a value key
+ * returns 0 after checking the name.) */
 
 enum {
   APEX_CTL_BOOL = 0,      /* int, 0 or 1 */
@@ -267,6 +272,7 @@ typedef struct apex_ctl_info_s {
   const char *unit;         /* "bytes", "count", "ms", "" ... */
   const char *description;  /* one line */
   size_t index_count;       /* for "<i>" keys: how many indices; 0 otherwise */
+  const char *env;          /* environment variable read at start-up (options), or NULL */
 } apex_ctl_info_t;
 
 /* Number of registry entries. */

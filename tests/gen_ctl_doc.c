@@ -7,8 +7,6 @@
  *   apex_gen_ctl_doc --update API.md   rewrite the table in API.md
  *
  * The table sits between the lines "<!-- ctl-table:begin -->" and "<!-- ctl-table:end -->".
- * Linked with the static library: the environment variable of each option comes from
- * ctl_key_env(), which the public header does not (yet) have.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -17,7 +15,6 @@
 
 #include "apexalloc.h"
 
-const char *ctl_key_env(size_t index);   /* core/ctl.c */
 
 #define BEGIN_MARK "<!-- ctl-table:begin -->\n"
 #define END_MARK   "<!-- ctl-table:end -->"
@@ -62,7 +59,7 @@ static void make_table(buf_t *b) {
   for (size_t i = 0; i < apex_ctl_count(); i++) {
     apex_ctl_info_t info;
     if (apex_ctl_info(i, &info, sizeof info) != 0) { fprintf(stderr, "apex_ctl_info(%zu) failed\n", i); exit(2); }
-    const char *env = ctl_key_env(i);
+    const char *env = info.env;
     char cell[256];
     put(b, "| `");
     put(b, info.name);
