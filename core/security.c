@@ -178,7 +178,7 @@ void *hardened_realloc(heap_t *heap, void *p, size_t size, size_t alignment) {
   if (p == NULL) return hardened_alloc(heap, size, alignment, false);
   size_t old = hardened_usable_size(p);
   void *q = hardened_alloc(heap, size, alignment, false);
-  if (q == NULL) return NULL;
+  if (q == NULL) return size <= old && ((uintptr_t)p & (alignment - 1)) == 0 ? p : NULL;   /* a shrink never fails */
   memcpy(q, p, old < size ? old : size);
   hardened_free(p);
   return q;
