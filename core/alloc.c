@@ -144,7 +144,7 @@ apex_export int apex_posix_memalign(void **out, size_t alignment, size_t size) {
  * whose live bit is set. Anything else aborts naming what was wrong. */
 apex_cold apex_noreturn static void pointer_invalid(superblock_t *sb, block_t *b, const void *p, const char *op) {
   bool is_free = op[0] == 'f';
-  if (b->limit == 0) {
+  if (block_limit(b) == 0) {
     /* A retired block keeps its geometry: a pointer to one of its former chunks was freed before
      * (the block emptied and went away). */
     uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)b->start);

@@ -16,7 +16,7 @@ void block_init(block_t *b, heap_t *heap, size_t cls, size_t chunk_size) {
   b->capacity = (uint32_t)(((size_t)b->slices << SLICE_SHIFT) / chunk_size);
   b->carved = 0;
   b->div_magic = UINT64_MAX / chunk_size + 1;
-  b->limit = b->capacity * (uint32_t)chunk_size;
+  block_set_limit(b, b->capacity * (uint32_t)chunk_size);
   b->cls = (uint8_t)cls;
   b->start = (uint8_t *)sb + ((size_t)b->index << SLICE_SHIFT);
   b->next = b->prev = NULL;
@@ -49,7 +49,7 @@ bool block_extend(block_t *b) {
   for (size_t i = 0; i < batch; i++) {
     chunk_t *c = (chunk_t *)(first + (size_t)order[i] * b->chunk_size);
     c->next_enc = link_encode(b, c, next);
-    c->free_tag = chunk_tag_free(c);
+    tag_store(c, chunk_tag_free(c));
     next = c;
   }
   b->free = next;
@@ -64,7 +64,7 @@ static bool block_retire(heap_t *heap, superblock_t *sb, block_t *b) {
   if (b->cls != CLASS_LARGE && !(b->flags & BLOCK_IN_FULL)) heap_queue_remove(heap, b);
   b->free = NULL;
   b->flags = 0;
-  b->limit = 0;                       /* from now on no pointer passes chunk_start_ok() */
+  block_set_limit(b, 0);                       /* from now on no pointer passes chunk_start_ok() */
   superblock_give_slices(heap, sb, b);
   return true;
 }

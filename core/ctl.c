@@ -23,6 +23,10 @@ apex_options_t g_opt = {
   .superblock_cache = 8,
   .huge_cache_bytes = (size_t)32 * 1024 * 1024,
   .quarantine_bytes = (size_t)4 * 1024 * 1024,
+  .decay_ms = 1000,
+  .heap_dirty_max = (size_t)8 * 1024 * 1024,
+  .purge_madv_free = 0,
+  .thp = 0,
   .secure = 1,
   .zero_on_free = 0,
   .show_stats = 0,
@@ -185,6 +189,71 @@ static int set_zero_on_free(const ctl_key_t *key, const void *in) {
   return 0;
 }
 
+/* Run-time switches (ints read with __atomic builtins by the core): 0 or 1. */
+static int get_opt_bool(const ctl_key_t *key, size_t index, void *out) {
+  (void)index;
+  *(int *)out = __atomic_load_n((int *)((char *)&g_opt + key->field), __ATOMIC_RELAXED);
+  return 0;
+}
+
+static int set_opt_bool(const ctl_key_t *key, const void *in) {
+  int v = *(const int *)in;
+  if (v != 0 && v != 1) return EINVAL;
+  __atomic_store_n((int *)((char *)&g_opt + key->field), v, __ATOMIC_RELAXED);
+  return 0;
+}
+
+static int get_purged(const ctl_key_t *key, size_t index, void *out) {
+  (void)key; (void)index;
+  *(size_t *)out = atomic_load_explicit(&g_purged_bytes, memory_order_relaxed);
+  return 0;
+}
+
+static int get_purge_thread(const ctl_key_t *key, size_t index, void *out) {
+  (void)key; (void)index;
+  *(int *)out = purger_running() ? 1 : 0;
+  return 0;
+}
+
+static int get_numa_nodes(const ctl_key_t *key, size_t index, void *out) {
+  (void)key; (void)index;
+  *(size_t *)out = g_numa_nodes;
+  return 0;
+}
+
+static int get_numa_node(const ctl_key_t *key, size_t index, void *out) {
+  (void)key; (void)index;
+  *(size_t *)out = numa_current_node();
+  return 0;
+}
+
+/* From the environment only: the per-node caches are sized at start. */
+static int set_numa_nodes_opt(const ctl_key_t *key, const void *in) {
+  (void)key;
+  size_t v = *(const size_t *)in;
+  if (v > NUMA_MAX_NODES) return EINVAL;
+  g_opt.numa_nodes = v;
+  return 0;
+}
+
+static int get_numa_nodes_opt(const ctl_key_t *key, size_t index, void *out) {
+  (void)key; (void)index;
+  *(size_t *)out = g_opt.numa_nodes;
+  return 0;
+}
+
+static int get_thp_mode(const ctl_key_t *key, size_t index, void *out) {
+  (void)key; (void)index;
+  *(const char **)out = thp_mode_name();
+  return 0;
+}
+
+static int get_thp_bytes(const ctl_key_t *key, size_t index, void *out) {
+  (void)key; (void)index;
+  *(size_t *)out = thp_process_bytes();
+  return 0;
+}
+
 static int get_constant(const ctl_key_t *key, size_t index, void *out) {
   (void)index;
   *(size_t *)out = key->field;
@@ -213,6 +282,8 @@ static int run_collect(const ctl_key_t *key, const void *in) {
 #define OPT_SIZE(name, unit, env, field, max, description) \
   { name, APEX_CTL_SIZE, unit, true, env, description, 0, get_opt_size, set_opt_size, \
     offsetof(apex_options_t, field), max }
+#define OPT_BOOL(name, env, field, description) \
+  { name, APEX_CTL_BOOL, "", true, env, description, 0, get_opt_bool, set_opt_bool, offsetof(apex_options_t, field), 1 }
 #define CONSTANT(name, unit, value, description) \
   { name, APEX_CTL_SIZE, unit, false, NULL, description, 0, get_constant, NULL, value, 0 }
 #define COMMAND(name, run, description) \
@@ -241,6 +312,23 @@ static const ctl_key_t g_keys[] = {
   STAT("stats.large.allocated", "bytes", large_allocated, "bytes of live large objects"),
   STAT("stats.huge.count", "count", huge_count, "live huge objects (their own mappings)"),
   STAT("stats.huge.allocated", "bytes", allocated_huge, "bytes of live huge objects"),
+  { "stats.purged", APEX_CTL_SIZE, "bytes", false, NULL,
+    "cumulative bytes given back to the OS while staying mapped (madvise) or from cached huge mappings", 0,
+    get_purged, NULL, 0, 0 },
+  { "stats.purge_thread", APEX_CTL_BOOL, "", false, NULL,
+    "1 while the background purge thread runs (started the first time memory enters a cache)", 0,
+    get_purge_thread, NULL, 0, 0 },
+  { "stats.thp_bytes", APEX_CTL_SIZE, "bytes", false, NULL,
+    "bytes of the process backed by transparent huge pages (AnonHugePages of /proc/self/smaps_rollup)", 0,
+    get_thp_bytes, NULL, 0, 0 },
+  { "os.thp_mode", APEX_CTL_STRING, "", false, NULL,
+    "system transparent huge page mode read at start: \"always\", \"madvise\", \"never\" or \"unknown\"", 0,
+    get_thp_mode, NULL, 0, 0 },
+  { "os.numa_nodes", APEX_CTL_SIZE, "count", false, NULL,
+    "NUMA nodes the allocator places superblocks on (from /sys/devices/system/node/online, or opt.numa_nodes)", 0,
+    get_numa_nodes, NULL, 0, 0 },
+  { "thread.numa_node", APEX_CTL_SIZE, "index", false, NULL,
+    "NUMA node of the calling thread's CPU (getcpu); 0 with one node", 0, get_numa_node, NULL, 0, 0 },
 
   BIN_STAT("stats.bins.<i>.size", "bytes", chunk_size, "object size of size class <i> (0 for bin 0: large objects)"),
   BIN_STAT("stats.bins.<i>.count", "count", count, "live objects of the class"),
@@ -257,6 +345,17 @@ static const ctl_key_t g_keys[] = {
            "bytes of freed huge mappings kept for reuse; the variable accepts k/m/g suffixes"),
   OPT_SIZE("opt.quarantine_bytes", "bytes", "APEX_QUARANTINE_BYTES", quarantine_bytes, HUGE_MAX,
            "hardened mode: bytes of freed chunks each thread holds back before reuse (k/m/g suffixes)"),
+  OPT_SIZE("opt.decay_ms", "ms", "APEX_DECAY_MS", decay_ms, (size_t)86400000,
+           "cached empty superblocks and huge mappings go back to the OS after this many ms; 0: at once"),
+  OPT_SIZE("opt.heap_dirty_max", "bytes", "APEX_HEAP_DIRTY_MAX", heap_dirty_max, HUGE_MAX,
+           "free slices a heap keeps backed by memory before its owner purges them (k/m/g suffixes)"),
+  { "opt.numa_nodes", APEX_CTL_SIZE, "count", false, "APEX_NUMA_NODES",
+    "override of the NUMA node count, e.g. to test per-node caches on one node (0: detect; at most 64); set before start", 0,
+    get_numa_nodes_opt, set_numa_nodes_opt, 0, 0 },
+  OPT_BOOL("opt.purge_madv_free", "APEX_PURGE_MADV_FREE",  purge_madv_free,
+           "purge with MADV_FREE (pages taken only under memory pressure) instead of MADV_DONTNEED (0 or 1)"),
+  OPT_BOOL("opt.thp", "APEX_THP", thp,
+           "back new superblocks with transparent huge pages (MADV_HUGEPAGE); off: MADV_NOHUGEPAGE if THP is \"always\""),
   { "opt.secure", APEX_CTL_SIZE, "level", false, "APEX_SECURE",
     "security level: 1 default checks, 2 hardened (quarantine, canaries, guard pages); set before start", 0,
     get_secure, set_secure, 0, 0 },

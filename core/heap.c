@@ -137,7 +137,7 @@ apex_noinline void *heap_malloc_large(heap_t *heap, size_t size, size_t alignmen
   /* Always full: its one remote free must reach the owner through the notified stack. */
   atomic_store(&b->full_state, BLOCK_FULL);
   chunk_t *c = (chunk_t *)b->start;
-  if (c->free_tag != 0) c->free_tag = 0;   /* a stale tag from an earlier chunk here; fresh runs stay untouched */
+  if (tag_load(c) != 0) tag_store(c, 0);   /* a stale tag from an earlier chunk here; fresh runs stay untouched */
   return chunk_hand_out(heap, b, c);
 }
 
@@ -152,19 +152,24 @@ bool heap_resize_large(heap_t *heap, superblock_t *sb, block_t *b, size_t size) 
     if (end > SLICES_PER_SB) return false;
     uint64_t extra = ((((uint64_t)1 << (want - have)) - 1)) << (b->index + have);
     if ((sb->free_slices & extra) != extra) return false;
+    heap_dirty_sub(heap, (size_t)__builtin_popcountll(extra & sb->dirty_slices & ~sb->lazy_slices));
     sb->free_slices &= ~extra;
     sb->dirty_slices |= extra;
+    sb->lazy_slices &= ~extra;
     sb->used_slices += (uint32_t)(want - have);
+    heap->active_slices += want - have;
     for (size_t i = b->index + have; i < end; i++) sb->slice_head[i] = b->index;
   } else {
     uint64_t tail = ((((uint64_t)1 << (have - want)) - 1)) << end;
     sb->free_slices |= tail;
     sb->used_slices -= (uint32_t)(have - want);
+    heap->active_slices -= have - want;
+    heap->dirty_free += have - want;
   }
   counter_add(&heap->counters.free_bytes, b->chunk_size);
   b->slices = (uint8_t)want;
   b->chunk_size = (uint32_t)(want << SLICE_SHIFT);
-  b->limit = b->chunk_size;
+  block_set_limit(b, b->chunk_size);
   b->div_magic = UINT64_MAX / b->chunk_size + 1;
   counter_add(&heap->counters.alloc_bytes, b->chunk_size);
   return true;
@@ -278,6 +283,13 @@ static void heap_retire_empty(heap_t *heap) {
   }
 }
 
+/* The free slices of the heap's superblocks that blocks have used go back to the OS. Only ever on
+ * the owner's behalf (its thread, or someone holding an abandoned heap under the heaps lock): the
+ * owner may reuse a free slice at any moment, so the purge thread never does this. */
+static void heap_purge_free(heap_t *heap) {
+  for (superblock_t *sb = heap->superblocks; sb != NULL; sb = sb->next) superblock_purge_free(heap, sb);
+}
+
 /* Collects every remote free of a heap and gives back what is empty (apex_collect, on the
  * owner's behalf). */
 void heap_collect_now(heap_t *heap) {
@@ -285,6 +297,7 @@ void heap_collect_now(heap_t *heap) {
   heap->retire_all = true;
   heap_collect_all_remote(heap);
   heap_retire_empty(heap);
+  heap_purge_free(heap);
   heap->retire_all = keep;
 }
 
@@ -294,6 +307,11 @@ static void heap_abandon(heap_t *heap) {
   heap->retire_all = true;
   heap_collect_all_remote(heap);
   heap_retire_empty(heap);
+  /* Its free slices are purged by the purge thread once the heap has been abandoned for
+   * opt.decay_ms (under the heaps lock, which makes it the owner): a thread pool that replaces
+   * its threads adopts the heap warm instead of faulting its pages in again. */
+  heap->abandoned_ns = os_now_ns();
+  heap->idle_purged = false;
   atomic_store_explicit(&heap->thread_id, 0, memory_order_relaxed);
   pthread_mutex_lock(&g_heaps_lock);
   heap->magic = 0;                      /* the handle is gone; the memory lives on */
@@ -303,6 +321,7 @@ static void heap_abandon(heap_t *heap) {
   g_abandoned = heap;
   atomic_fetch_add_explicit(&g_abandoned_count, 1, memory_order_relaxed);
   pthread_mutex_unlock(&g_heaps_lock);
+  purger_kick();
 }
 
 /* The thread owning `heap` is exiting. Its explicit heaps lose their owner too: the next thread
@@ -327,7 +346,10 @@ void heap_thread_done(heap_t *heap) {
  * lock held. Never waits: a busy lock means the caller queues the chunk instead. */
 bool heap_try_claim_abandoned(heap_t *heap) {
   if (pthread_mutex_trylock(&g_heaps_lock) != 0) return false;
-  if (atomic_load_explicit(&heap->abandoned, memory_order_relaxed)) return true;
+  if (atomic_load_explicit(&heap->abandoned, memory_order_relaxed)) {
+    purger_defer(true);                 /* released by the caller: purger_defer(false) */
+    return true;
+  }
   pthread_mutex_unlock(&g_heaps_lock);
   return false;
 }
@@ -337,6 +359,7 @@ bool heap_try_claim_abandoned(heap_t *heap) {
 static void collect_abandoned(bool all) {
   if (atomic_load_explicit(&g_abandoned_count, memory_order_relaxed) == 0) return;
   pthread_mutex_lock(&g_heaps_lock);
+  purger_defer(true);
   for (heap_t *heap = g_abandoned; heap != NULL; heap = heap->abandoned_next) {
     if (!all && !atomic_load_explicit(&heap->remote_pending, memory_order_relaxed) &&
         atomic_load_explicit(&heap->notified, memory_order_relaxed) == NULL)
@@ -344,13 +367,41 @@ static void collect_abandoned(bool all) {
     atomic_store_explicit(&heap->remote_pending, false, memory_order_relaxed);
     heap_collect_all_remote(heap);
     heap_retire_empty(heap);
+    heap->idle_purged = false;
+    if (all) heap_purge_free(heap);     /* apex_collect: at once (we own it under the heaps lock) */
   }
   pthread_mutex_unlock(&g_heaps_lock);
+  purger_defer(false);
 }
 
 void heap_collect_abandoned(heap_t *helper) {
   (void)helper;
   collect_abandoned(false);
+}
+
+/* The purge thread: frees that other threads queued into abandoned heaps (their claim lost a race)
+ * are collected, so the blocks they empty go back too. Heaps with no owner thread only, under the
+ * heaps lock (which makes the holder their owner), and never waiting for that lock. */
+void heap_collect_abandoned_idle(uint64_t now_ns, uint64_t decay_ns) {
+  if (atomic_load_explicit(&g_abandoned_count, memory_order_relaxed) == 0) return;
+  if (pthread_mutex_trylock(&g_heaps_lock) != 0) return;
+  purger_defer(true);
+  for (heap_t *heap = g_abandoned; heap != NULL; heap = heap->abandoned_next) {
+    bool due = now_ns - heap->abandoned_ns >= decay_ns;
+    if (atomic_load_explicit(&heap->remote_pending, memory_order_relaxed) ||
+        atomic_load_explicit(&heap->notified, memory_order_relaxed) != NULL) {
+      atomic_store_explicit(&heap->remote_pending, false, memory_order_relaxed);
+      heap_collect_all_remote(heap);
+      heap_retire_empty(heap);
+      heap->idle_purged = false;
+    }
+    if (due && !heap->idle_purged) {
+      heap_purge_free(heap);
+      heap->idle_purged = true;
+    }
+  }
+  pthread_mutex_unlock(&g_heaps_lock);
+  purger_defer(false);
 }
 
 /* ---- Heap handles (the public API) ----------------------------------------------------------- */
@@ -470,7 +521,7 @@ static int visit_one(heap_t *heap, apex_visit_fn visit, void *arg) {
     for (size_t i = 1; i < SLICES_PER_SB; i++) {
       if (((sb->free_slices >> i) & 1) || sb->slice_head[i] != i) continue;
       block_t *b = &sb->blocks[i];
-      if (b->limit == 0) continue;
+      if (block_limit(b) == 0) continue;
       for (size_t k = 0; k < b->carved; k++) {
         chunk_t *c = (chunk_t *)(b->start + k * b->chunk_size);
         if (chunk_is_free(c)) continue;

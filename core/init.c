@@ -139,11 +139,13 @@ static void fork_child(void) {
   huge_cache_reset_lock();
   superblock_cache_reset_lock();
   heaps_after_fork_child();
+  purger_after_fork_child();
 }
 
 /* ---- Global initialization ------------------------------------------------------------------- */
 static void global_init(void) {
   options_init();
+  decay_init();                         /* THP mode: open/read into a stack buffer */
   os_page_size();                       /* cached now, before any thread can race to fill it */
   os_random(&g_secret, sizeof g_secret);
   os_random(&g_tag_secret, sizeof g_tag_secret);

@@ -72,7 +72,7 @@ typedef struct block_s {
   uint8_t *start;              /* first chunk */
   uint64_t div_magic;          /* UINT64_MAX / chunk_size + 1: divisibility test by one multiply */
   uintptr_t key;               /* secret for free-list link encoding */
-  uint32_t limit;              /* capacity * chunk_size; 0 while the block is not in use */
+  _Atomic uint32_t limit;      /* capacity * chunk_size; 0 while not in use (relaxed: see block_limit) */
   uint32_t chunk_size;
   uint32_t capacity;           /* chunks that fit in the block */
   uint8_t  cls;
@@ -114,6 +114,10 @@ struct superblock_s {
   size_t   huge_size;                    /* huge objects: usable bytes */
   size_t   huge_offset;                  /* huge objects: user pointer = header + huge_offset */
   _Atomic(uint32_t) huge_state;          /* HUGE_LIVE / HUGE_FREE */
+  uint32_t purged;                       /* cached: its data slices were given back already */
+  uint32_t numa_node;                    /* node it was placed on (its cache list) */
+  uint64_t lazy_slices;                  /* free slices given back with MADV_FREE (still dirty) */
+  uint64_t release_ns;                   /* cached (superblock or huge): when it entered the cache */
   _Alignas(64) block_t blocks[SLICES_PER_SB];  /* descriptor per head slice */
 };
 
@@ -160,6 +164,11 @@ struct apex_heap_s {
   heap_t *all_next;                      /* global list of every heap ever made */
   heap_t *abandoned_next;                /* global list of heaps without a thread */
   bool retire_all;                       /* owner is leaving: retire empty blocks and superblocks */
+  uint64_t abandoned_ns;                 /* when it lost its thread (purge thread: decay) */
+  bool idle_purged;                      /* abandoned and its free slices purged since */
+  size_t active_slices;                  /* slices of its superblocks given to blocks (owner only) */
+  size_t dirty_free;                     /* free slices of its superblocks still backed by memory
+                                          * (approximate; owner only); see opt.heap_dirty_max */
   /* The handle side (apex_heap_t is a heap_t). */
   uint64_t magic;                        /* HEAP_MAGIC ^ address while the handle is valid */
   bool is_default;                       /* a thread's default heap: not destroyable/deletable */
@@ -204,6 +213,27 @@ bool   os_remap_grow(void *p, size_t old_size, size_t new_size);
 void  *os_remap_move_aligned(void *p, size_t old_size, size_t new_size, size_t alignment);
 void   os_random(void *buf, size_t len);
 size_t os_page_size(void);
+bool   os_purge(void *p, size_t size);                /* true: the range now reads as zero */
+uint64_t os_now_ns(void);
+#include <sys/types.h>
+ssize_t os_read_file(const char *path, char *buf, size_t size);
+void   os_thp_advise(void *p, size_t size);
+extern _Atomic size_t g_purged_bytes;                 /* stats.purged */
+enum { THP_UNKNOWN = 0, THP_ALWAYS, THP_MADVISE, THP_NEVER };
+extern int g_thp_mode;                                /* system THP mode, read at init */
+const char *thp_mode_name(void);
+size_t thp_process_bytes(void);                       /* AnonHugePages of the process */
+#define NUMA_MAX_NODES 64
+extern size_t g_numa_nodes;                           /* nodes (detected, or opt.numa_nodes); >= 1 */
+size_t numa_current_node(void);                       /* 0 when there is one node */
+void   numa_bind(void *p, size_t size, size_t node);  /* prefer `node` for these pages (mbind) */
+
+/* ---- decay.c: giving memory back over time ------------------------------------------------ */
+void   purger_kick(void);                             /* starts the purge thread once; no locks held */
+void   purger_after_fork_child(void);
+void   purger_defer(bool on);                         /* on: this thread holds the heaps lock */
+void   decay_init(void);                              /* reads THP and NUMA facts; no malloc */
+bool   purger_running(void);
 
 /* ---- sizeclass.c ----------------------------------------------------------------------------- */
 extern uint32_t g_class_size[CLASS_COUNT];
@@ -231,6 +261,8 @@ void          superblock_cache_lock(void);
 void          superblock_cache_unlock(void);
 void          superblock_cache_reset_lock(void);
 void          superblock_cache_flush(void);
+void          superblock_cache_decay(uint64_t now_ns, uint64_t decay_ns);  /* purger thread */
+void          superblock_purge_free(heap_t *heap, superblock_t *sb);  /* owner: free dirty slices back */
 void          superblock_walk_lock(void);
 void          superblock_walk_unlock(void);
 void          superblock_walk_reset_lock(void);
@@ -253,6 +285,10 @@ apex_inline block_t *block_of(superblock_t *sb, const void *p) {
   return &sb->blocks[sb->slice_head[slice]];
 }
 
+apex_inline void heap_dirty_sub(heap_t *heap, size_t slices) {
+  heap->dirty_free = heap->dirty_free > slices ? heap->dirty_free - slices : 0;
+}
+
 /* ---- block.c --------------------------------------------------------------------------------- */
 void     block_init(block_t *b, heap_t *heap, size_t cls, size_t chunk_size);
 bool     block_extend(block_t *b);                    /* carve fresh chunks onto the free list */
@@ -271,17 +307,26 @@ apex_inline chunk_t *link_decode(const block_t *b, const chunk_t *slot) {
  * the check costs no extra memory traffic, and a secret-keyed value is not something live data
  * holds by accident (or that an attacker can forge without first leaking the secret). */
 #define TAG_REMOTE ((uintptr_t)8)
+/* The tag word is read and written with relaxed atomics (plain moves on x86): apex_owns may read
+ * a freed chunk while its owner re-tags it, and the answer is "free" either way. */
+apex_inline uintptr_t tag_load(const chunk_t *c) { return __atomic_load_n(&c->free_tag, __ATOMIC_RELAXED); }
+apex_inline void tag_store(chunk_t *c, uintptr_t v) { __atomic_store_n(&c->free_tag, v, __ATOMIC_RELAXED); }
 extern uintptr_t g_tag_secret;
 apex_inline uintptr_t chunk_tag_free(const chunk_t *c) { return g_tag_secret ^ (uintptr_t)c; }
 apex_inline bool chunk_is_free(const chunk_t *c) {
-  return ((c->free_tag ^ chunk_tag_free(c)) | TAG_REMOTE) == TAG_REMOTE;
+  return ((tag_load(c) ^ chunk_tag_free(c)) | TAG_REMOTE) == TAG_REMOTE;
 }
+
+/* The block's extent. Relaxed atomics (plain moves on x86): a query such as apex_owns on a freed
+ * pointer may read it while the owner retires the block; either answer is then correct. */
+apex_inline uint32_t block_limit(const block_t *b) { return atomic_load_explicit(&b->limit, memory_order_relaxed); }
+apex_inline void block_set_limit(block_t *b, uint32_t v) { atomic_store_explicit(&b->limit, v, memory_order_relaxed); }
 
 /* True when p is the start of a chunk of b: inside the block, and its offset divisible by the
  * chunk size (Lemire's test: for n < 2^32, d divides n iff n * ceil(2^64/d) <= ceil(2^64/d) - 1). */
 apex_inline bool chunk_start_ok(const block_t *b, const void *p) {
   uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)b->start);
-  return off < b->limit && off * b->div_magic <= b->div_magic - 1;
+  return off < block_limit(b) && off * b->div_magic <= b->div_magic - 1;
 }
 apex_inline superblock_t *superblock_base(const void *p) {
   return (superblock_t *)(((uintptr_t)p - 1) & ~(uintptr_t)SB_MASK);
@@ -307,6 +352,7 @@ void   *heap_malloc_large(heap_t *heap, size_t size, size_t alignment);
 bool    heap_resize_large(heap_t *heap, superblock_t *sb, block_t *b, size_t size);
 void    heap_thread_done(heap_t *heap);
 void    heap_collect_abandoned(heap_t *helper);
+void    heap_collect_abandoned_idle(uint64_t now_ns, uint64_t decay_ns);  /* purge thread */
 void    heap_queue_remove(heap_t *heap, block_t *b);
 void    heap_queue_push_back(heap_t *heap, block_t *b);
 block_t *heap_queue_to_front(heap_t *heap, block_t *b);
@@ -329,6 +375,7 @@ void    superblock_discard(heap_t *heap, superblock_t *sb);
 void   *huge_alloc(heap_t *heap, size_t size, size_t alignment, bool zero);
 void    huge_discard_all(heap_t *heap);
 void    huge_cache_flush(void);
+void    huge_cache_decay(uint64_t now_ns, uint64_t decay_ns);  /* purger thread */
 bool    huge_recently_unmapped(const void *p);
 void    huge_free(superblock_t *sb, void *p);
 void   *huge_realloc(superblock_t *sb, void *p, size_t size);
@@ -364,6 +411,11 @@ typedef struct {
   _Atomic size_t superblock_cache;     /* empty superblocks kept mapped for reuse (default 8) */
   _Atomic size_t huge_cache_bytes;     /* bytes of freed huge mappings kept for reuse (32 MiB) */
   _Atomic size_t quarantine_bytes;     /* hardened mode: bytes of freed chunks held back (4 MiB) */
+  _Atomic size_t decay_ms;             /* cached memory goes back to the OS after this long (1000) */
+  _Atomic size_t heap_dirty_max;       /* free-but-resident bytes a heap keeps before purging (8 MiB) */
+  size_t numa_nodes;                   /* APEX_NUMA_NODES: node count override (0: detect) */
+  int purge_madv_free;                 /* purge with MADV_FREE instead of MADV_DONTNEED (0) */
+  int thp;                             /* madvise(MADV_HUGEPAGE) new superblocks (0) */
   int secure;                          /* APEX_SECURE: requested security level (1 or 2) */
   int zero_on_free;                    /* hardened mode: fill freed chunks with zeros, not a pattern */
   int show_stats;                      /* APEX_SHOW_STATS: print statistics to stderr at exit */
@@ -445,17 +497,18 @@ apex_inline void *chunk_hand_out(heap_t *heap, block_t *b, chunk_t *c) {
  * list was overwritten, and following it could hand out an attacker-chosen address). */
 apex_inline void *block_pop(heap_t *heap, block_t *b, chunk_t *c) {
   chunk_t *next = link_decode(b, c);
-  if (APEX_CHECKS && apex_unlikely((c->free_tag != chunk_tag_free(c)) |
-                    (((uintptr_t)next - (uintptr_t)b->start >= b->limit) & (next != NULL))))
-    apex_fatal(c->free_tag != chunk_tag_free(c) ? "write after free" : "corrupted free list", c, b->cls);
+  bool tag_bad = tag_load(c) != chunk_tag_free(c);
+  bool link_bad = ((uintptr_t)next - (uintptr_t)b->start >= block_limit(b)) & (next != NULL);
+  if (APEX_CHECKS && apex_unlikely(tag_bad | link_bad))     /* one branch for both checks */
+    apex_fatal(tag_bad ? "write after free" : "corrupted free list", c, b->cls);
   b->free = next;
-  c->free_tag = 0;
+  tag_store(c, 0);
   return chunk_hand_out(heap, b, c);
 }
 
 /* Returns a chunk (already checked not to be free) to its block, on the owner thread. */
 apex_inline void heap_free_local(heap_t *heap, superblock_t *sb, block_t *b, chunk_t *c) {
-  c->free_tag = chunk_tag_free(c);
+  tag_store(c, chunk_tag_free(c));
   c->next_enc = link_encode(b, c, b->free);
   b->free = c;
   counter_add(&heap->counters.free_bytes, b->chunk_size);

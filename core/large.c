@@ -50,7 +50,7 @@ static superblock_t *huge_cache_take(size_t total) {
 }
 
 static bool huge_cache_put(superblock_t *h) {
-  if (h->huge_offset != HUGE_HEADER ||
+  if (h->huge_offset != HUGE_HEADER || atomic_load_explicit(&g_opt.decay_ms, memory_order_relaxed) == 0 ||
       h->map_size > atomic_load_explicit(&g_opt.huge_cache_bytes, memory_order_relaxed) / 2)
     return false;
   bool stored = false;
@@ -58,6 +58,7 @@ static bool huge_cache_put(superblock_t *h) {
   if (g_huge_cached_bytes + h->map_size <= atomic_load_explicit(&g_opt.huge_cache_bytes, memory_order_relaxed)) {
     for (size_t i = 0; i < HUGE_CACHE_SLOTS && !stored; i++) {
       if (g_huge_cache[i] == NULL) {
+        h->release_ns = os_now_ns();
         g_huge_cache[i] = h;
         __atomic_store_n(&g_huge_cached_bytes, g_huge_cached_bytes + h->map_size, __ATOMIC_RELAXED);
         stored = true;
@@ -65,6 +66,7 @@ static bool huge_cache_put(superblock_t *h) {
     }
   }
   pthread_mutex_unlock(&g_huge_lock);
+  if (stored) purger_kick();
   return stored;
 }
 
@@ -139,6 +141,22 @@ void huge_cache_flush(void) {
   __atomic_store_n(&g_huge_cached_bytes, 0, __ATOMIC_RELAXED);
   pthread_mutex_unlock(&g_huge_lock);
   for (size_t i = 0; i < HUGE_CACHE_SLOTS; i++) if (taken[i]) huge_unmap(taken[i]);
+}
+
+/* The purge thread: mappings cached for at least decay_ns go back to the OS. Unmapped under the
+ * lock, so a fork (whose handlers take it) never sees one half gone. */
+void huge_cache_decay(uint64_t now_ns, uint64_t decay_ns) {
+  if (__atomic_load_n(&g_huge_cached_bytes, __ATOMIC_RELAXED) == 0) return;
+  pthread_mutex_lock(&g_huge_lock);
+  for (size_t i = 0; i < HUGE_CACHE_SLOTS; i++) {
+    superblock_t *h = g_huge_cache[i];
+    if (h == NULL || now_ns - h->release_ns < decay_ns) continue;
+    g_huge_cache[i] = NULL;
+    __atomic_store_n(&g_huge_cached_bytes, g_huge_cached_bytes - h->map_size, __ATOMIC_RELAXED);
+    atomic_fetch_add_explicit(&g_purged_bytes, h->map_size, memory_order_relaxed);
+    huge_unmap(h);
+  }
+  pthread_mutex_unlock(&g_huge_lock);
 }
 
 /* Layout: the user pointer sits `offset` bytes into the mapping, where offset is the alignment

@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
@@ -64,6 +65,60 @@ void os_decommit(void *p, size_t size) {
   errno = saved;
 }
 
+/* Gives the pages of [p, p+size) back to the OS, keeping the range mapped: MADV_DONTNEED by
+ * default (the pages read as zero afterwards; returns true), or MADV_FREE with opt.purge_madv_free
+ * (the kernel takes them only under memory pressure, so their contents are unknown; returns false).
+ * Counts the bytes in the stats.purged statistic. */
+_Atomic size_t g_purged_bytes;
+
+bool os_purge(void *p, size_t size) {
+  int saved = errno;
+  bool zero = true;
+#ifdef MADV_FREE
+  if (__atomic_load_n(&g_opt.purge_madv_free, __ATOMIC_RELAXED) && madvise(p, size, MADV_FREE) == 0) zero = false;
+  else
+#endif
+  madvise(p, size, MADV_DONTNEED);
+  errno = saved;
+  atomic_fetch_add_explicit(&g_purged_bytes, size, memory_order_relaxed);
+  return zero;
+}
+
+/* Monotonic time in nanoseconds (vDSO: no system call). */
+uint64_t os_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Reads up to size-1 bytes of a (proc or sys) file into buf, NUL-terminated, without allocating.
+ * Returns the byte count, or -1. */
+ssize_t os_read_file(const char *path, char *buf, size_t size) {
+  int saved = errno;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) { errno = saved; return -1; }
+  size_t got = 0;
+  while (got + 1 < size) {
+    ssize_t n = read(fd, buf + got, size - 1 - got);
+    if (n <= 0) break;
+    got += (size_t)n;
+  }
+  close(fd);
+  buf[got] = '\0';
+  errno = saved;
+  return (ssize_t)got;
+}
+
+/* Transparent huge pages for a fresh mapping: asked for with opt.thp, refused when the system
+ * mode is "always" and opt.thp is off (sparsely used superblocks would otherwise be backed by
+ * whole 2 MiB pages). */
+void os_thp_advise(void *p, size_t size) {
+  int saved = errno;
+  if (__atomic_load_n(&g_opt.thp, __ATOMIC_RELAXED)) madvise(p, size, MADV_HUGEPAGE);
+  else if (g_thp_mode == THP_ALWAYS) madvise(p, size, MADV_NOHUGEPAGE);
+  errno = saved;
+}
+
 /* Maps `size` bytes at exactly `hint` if that range is free (the kernel treats it as a hint and
  * never replaces an existing mapping); NULL otherwise, with nothing left mapped. */
 void *os_map_at(void *hint, size_t size) {
@@ -96,13 +151,16 @@ bool os_remap_grow(void *p, size_t old_size, size_t new_size) {
   return true;
 }
 
-/* Moves a mapping to a new aligned address of `new_size` bytes without copying its pages:
- * reserve an aligned range, then let mremap move the pages onto it. */
+/* Moves a mapping to a new aligned address of `new_size` (> old_size) bytes without copying its
+ * pages: map an aligned range of the new size, then let mremap move the old pages onto its start. */
 void *os_remap_move_aligned(void *p, size_t old_size, size_t new_size, size_t alignment) {
   void *target = os_map_aligned(new_size, alignment);
   if (target == NULL) return NULL;
   int saved = errno;
-  void *q = mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+  /* Only the old pages move: they replace the start of the target range, whose fresh tail is
+   * already the zeroed growth. (Moving and growing in one call works too, but valgrind's model
+   * of it leaves the grown part unaddressable.) */
+  void *q = mremap(p, old_size, old_size, MREMAP_MAYMOVE | MREMAP_FIXED, target);
   errno = saved;
   if (q == MAP_FAILED) {
     os_unmap(target, new_size);

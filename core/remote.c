@@ -38,11 +38,12 @@ apex_noinline void remote_free(heap_t *owner, superblock_t *sb, block_t *b, chun
     if (heap_try_claim_abandoned(owner)) {
       heap_free_local(owner, sb, b, c);      /* the caller checked c is not free */
       heaps_unlock();
+      purger_defer(false);
       return;
     }
     atomic_store_explicit(&owner->remote_pending, true, memory_order_relaxed);
   }
-  c->free_tag = chunk_tag_free(c) ^ TAG_REMOTE;
+  tag_store(c, chunk_tag_free(c) ^ TAG_REMOTE);
   chunk_t *head = atomic_load_explicit(&b->remote, memory_order_relaxed);
   do {
     c->next_enc = link_encode(b, c, head);      /* encoded like local links: see block_collect */
@@ -65,11 +66,11 @@ size_t block_collect(heap_t *heap, superblock_t *sb, block_t *b, bool *retired) 
     /* The link must stay inside the block before it is followed: an overwritten link must not
      * send the owner into memory it does not own. */
     chunk_t *next = link_decode(b, c);
-    if (apex_unlikely(next != NULL && (uintptr_t)next - (uintptr_t)b->start >= b->limit))
+    if (apex_unlikely(next != NULL && (uintptr_t)next - (uintptr_t)b->start >= block_limit(b)))
       apex_fatal("corrupted free list", c, b->cls);
-    if (apex_unlikely(c->free_tag != (chunk_tag_free(c) ^ TAG_REMOTE)))
-      apex_fatal(c->free_tag == chunk_tag_free(c) ? "double free" : "write after free", c, b->cls);
-    c->free_tag = chunk_tag_free(c);
+    if (apex_unlikely(tag_load(c) != (chunk_tag_free(c) ^ TAG_REMOTE)))
+      apex_fatal(tag_load(c) == chunk_tag_free(c) ? "double free" : "write after free", c, b->cls);
+    tag_store(c, chunk_tag_free(c));
     c->next_enc = link_encode(b, c, local);
     local = c;
     c = next;

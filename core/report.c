@@ -369,7 +369,7 @@ APEX_RACY_READER static void snapshot_blocks(superblock_t *sb, void *arg) {
     if (sb->slice_head[i] != i) continue;
     const block_t *b = &sb->blocks[i];
     size_t slices = b->slices, capacity = b->capacity, used = b->used, cls = b->cls;
-    if (b->limit == 0 || slices == 0 || cls >= CLASS_COUNT || capacity == 0) continue;   /* being (re)made */
+    if (block_limit(b) == 0 || slices == 0 || cls >= CLASS_COUNT || capacity == 0) continue;   /* being (re)made */
     if (slices > SLICES_PER_SB - i) slices = SLICES_PER_SB - i;
     if (used > capacity) used = capacity;
     map_block_t *mb = &m->blocks[m->block_count++];

@@ -104,7 +104,7 @@ static void release_quarantined(quarantined_t q) {
     while (bytes[k] == (uint8_t)expect) k++;
     apex_fatal("write after free", bytes + k, class_of_pointer(q.p));
   }
-  c->free_tag = 0;                       /* from here the ordinary free path takes over */
+  tag_store(c, 0);                       /* from here the ordinary free path takes over */
   apex_free_unhardened(q.p);
 }
 
@@ -163,7 +163,7 @@ void hardened_free(void *p) {
     return;
   }
   memset(p, g_opt.zero_on_free ? 0 : FREED_BYTE, usable);
-  ((chunk_t *)p)->free_tag = chunk_tag_free(p);         /* a second free is a double free */
+  tag_store(((chunk_t *)p), chunk_tag_free(p));         /* a second free is a double free */
   quarantine_add(p, usable);
 }
 

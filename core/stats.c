@@ -67,7 +67,7 @@ APEX_RACY_READER static void gather_blocks(superblock_t *sb, void *arg) {
   for (size_t i = 1; i < SLICES_PER_SB; i++) {
     if (((sb->free_slices >> i) & 1) || sb->slice_head[i] != i) continue;
     block_t *b = &sb->blocks[i];
-    if (b->limit == 0) continue;
+    if (block_limit(b) == 0) continue;
     size_t used = b->used, capacity = b->capacity, size = b->chunk_size, cls = b->cls;
     if (cls >= CLASS_COUNT || used > capacity) continue;    /* caught mid-change */
     s->active += (size_t)b->slices << SLICE_SHIFT;

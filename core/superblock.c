@@ -4,7 +4,7 @@
  * belongs to ApexAlloc at all.
  *
  * Owns: the superblock registry (one bit per 4 MiB of address space), the global cache of empty
- *       superblocks and its lock, the per-superblock slice bitmap.
+ *       superblocks and its lock, the per-superblock slice bitmap, purging free slices (decay).
  * Must never: touch chunk contents or a block's free list; decide size classes.
  */
 #include "internal.h"
@@ -60,20 +60,72 @@ static void superblock_unmap(superblock_t *sb) {
   pthread_mutex_unlock(&g_walk_lock);
 }
 
+/* ---- Purging --------------------------------------------------------------------------------
+ * Gives the free, dirty slices among `mask` back to the OS, a run of adjacent slices per madvise.
+ * With MADV_DONTNEED they read as zero again, so they lose their dirty bit (and a block carved
+ * there later is BLOCK_FRESH: calloc skips its memset); with MADV_FREE their contents are
+ * unknown, so they stay dirty and are only marked lazy (not purged twice). Called by the owner of
+ * the superblock, or with the cache lock held for a cached one. */
+static size_t purge_slices(superblock_t *sb, uint64_t mask) {
+  size_t purged = 0;
+  uint64_t todo = mask & sb->free_slices & sb->dirty_slices & ~sb->lazy_slices & ~(uint64_t)1;
+  while (todo != 0) {
+    size_t first = (size_t)__builtin_ctzll(todo);
+    size_t len = (size_t)__builtin_ctzll(~(todo >> first));
+    uint64_t run = (len >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << len) - 1)) << first;
+    if (os_purge((uint8_t *)sb + (first << SLICE_SHIFT), len << SLICE_SHIFT)) sb->dirty_slices &= ~run;
+    else sb->lazy_slices |= run;
+    todo &= ~run;
+    purged += len;
+  }
+  return purged;
+}
+
+/* Free slices that are still backed by memory (neither purged nor lazily freed). */
+static size_t dirty_free_of(const superblock_t *sb) {
+  return (size_t)__builtin_popcountll(sb->free_slices & sb->dirty_slices & ~sb->lazy_slices & ~(uint64_t)1);
+}
+
+void superblock_purge_free(heap_t *heap, superblock_t *sb) {
+  heap_dirty_sub(heap, purge_slices(sb, ~(uint64_t)1));
+}
+
+/* The owner's budget of free-but-resident slices: opt.heap_dirty_max, or a quarter of the slices
+ * in use if that is more (the ratio jemalloc 3 used, there 1/8, for its dirty pages). Once over it,
+ * the free slices of its newest superblocks go back to the OS until half the budget is left. The
+ * purge thread cannot do this (the owner may reuse a free slice at any moment), and a thread that
+ * frees everything and then sleeps makes no further call that could: the budget bounds what such
+ * a heap keeps, while a heap with a large working set that churns keeps a proportional reserve
+ * and does not madvise on every swing. The oldest superblocks, where blocks are placed first,
+ * stay warm. */
+static void heap_over_dirty_budget(heap_t *heap, superblock_t *just_freed) {
+  size_t budget = atomic_load_explicit(&g_opt.heap_dirty_max, memory_order_relaxed) >> SLICE_SHIFT;
+  if (budget < heap->active_slices / 4) budget = heap->active_slices / 4;
+  if (heap->dirty_free <= budget) return;
+  /* The superblock just freed into is the likeliest to serve the next allocation: last. */
+  for (superblock_t *sb = heap->superblocks_last; sb != NULL && heap->dirty_free > budget / 2; sb = sb->prev)
+    if (sb != just_freed) superblock_purge_free(heap, sb);
+  if (heap->dirty_free > budget / 2 && just_freed != NULL) superblock_purge_free(heap, just_freed);
+  if (heap->dirty_free > budget / 2) heap->dirty_free = 0;   /* the estimate drifted: start again */
+}
+
 /* ---- The global cache of empty superblocks -------------------------------------------------- */
 static pthread_mutex_t g_cache_lock = PTHREAD_MUTEX_INITIALIZER;
-static superblock_t *g_cache;
-static _Atomic size_t g_cache_count;     /* read without the lock as a hint */
+/* One list per NUMA node (a single list on a one-node machine): a superblock is reused on the
+ * node its pages were placed on. The cache limit applies to each list. */
+static superblock_t *g_cache[NUMA_MAX_NODES];
+static size_t g_cache_node_count[NUMA_MAX_NODES];
+static _Atomic size_t g_cache_count;     /* all lists; read without the lock as a hint */
 
 void superblock_cache_lock(void)       { pthread_mutex_lock(&g_cache_lock); }
 void superblock_cache_unlock(void)     { pthread_mutex_unlock(&g_cache_lock); }
 void superblock_cache_reset_lock(void) { pthread_mutex_init(&g_cache_lock, NULL); }
 
-static superblock_t *cache_pop(void) {
+static superblock_t *cache_pop(size_t node) {
   if (atomic_load_explicit(&g_cache_count, memory_order_relaxed) == 0) return NULL;
   pthread_mutex_lock(&g_cache_lock);
-  superblock_t *sb = g_cache;
-  if (sb) { g_cache = sb->next; g_cache_count--; }
+  superblock_t *sb = g_cache[node];
+  if (sb) { g_cache[node] = sb->next; g_cache_node_count[node]--; g_cache_count--; }
   pthread_mutex_unlock(&g_cache_lock);
   return sb;
 }
@@ -85,28 +137,34 @@ static superblock_t *cache_pop(void) {
  * lands on something already mapped, the kernel's own placement is used. */
 #define PLACEMENT_WINDOW ((uintptr_t)1 << 40)
 
-static uintptr_t g_window_base;
+static _Atomic uintptr_t g_window_base;
 static _Atomic uint64_t g_placement_rng;
 
 static void *random_placement(void) {
-  if (g_window_base == 0) {
+  uintptr_t window = atomic_load_explicit(&g_window_base, memory_order_acquire);
+  if (window == 0) {
+    /* First superblock: threads racing here agree on one window (the first CAS wins). */
     uint64_t r;
     os_random(&r, sizeof r);
-    g_window_base = ((uintptr_t)16 << 40) + (uintptr_t)(r % 80) * PLACEMENT_WINDOW;
+    uintptr_t mine = ((uintptr_t)16 << 40) + (uintptr_t)(r % 80) * PLACEMENT_WINDOW;
     atomic_store_explicit(&g_placement_rng, r | 1, memory_order_relaxed);
+    if (atomic_compare_exchange_strong(&g_window_base, &window, mine)) window = mine;
   }
   uint64_t x = atomic_load_explicit(&g_placement_rng, memory_order_relaxed);
   x ^= x << 13; x ^= x >> 7; x ^= x << 17;
   atomic_store_explicit(&g_placement_rng, x, memory_order_relaxed);
   uintptr_t offset = (uintptr_t)(x % (PLACEMENT_WINDOW / SB_SIZE)) * SB_SIZE;
-  return (void *)(g_window_base + offset);
+  return (void *)(window + offset);
 }
 
-static superblock_t *superblock_map_new(void) {
+static superblock_t *superblock_map_new(size_t node) {
   superblock_t *sb = NULL;
   for (int attempt = 0; attempt < 3 && sb == NULL; attempt++) sb = os_map_at(random_placement(), SB_SIZE);
   if (sb == NULL) sb = os_map_aligned(SB_SIZE, SB_SIZE);
   if (sb == NULL) return NULL;
+  os_thp_advise(sb, SB_SIZE);
+  numa_bind(sb, SB_SIZE, node);           /* before any page is touched */
+  sb->numa_node = (uint32_t)node;
   /* The last page of slice 0 is a guard between the metadata and the first chunk of slice 1: an
    * underflow from user data cannot reach the block descriptors. */
   os_protect_none((uint8_t *)sb + SLICE_SIZE - os_page_size(), os_page_size());
@@ -144,14 +202,17 @@ static void heap_unlink_superblock(heap_t *heap, superblock_t *sb) {
 /* A new superblock for `heap`: from the cache, else after helping abandoned heaps give theirs
  * back, else from the OS. */
 superblock_t *superblock_acquire(heap_t *heap) {
-  superblock_t *sb = cache_pop();
+  size_t node = numa_current_node();
+  superblock_t *sb = cache_pop(node);
   if (sb == NULL) {
     heap_collect_abandoned(heap);
-    sb = cache_pop();
+    sb = cache_pop(node);
   }
-  if (sb == NULL) sb = superblock_map_new();
+  if (sb == NULL) sb = superblock_map_new(node);
   if (sb == NULL) return NULL;
   apex_assert(sb->used_slices == 0 && sb->free_slices == ~(uint64_t)1);
+  sb->purged = 0;
+  heap->dirty_free += dirty_free_of(sb);
   heap_link_superblock(heap, sb);
   return sb;
 }
@@ -160,25 +221,52 @@ superblock_t *superblock_acquire(heap_t *heap) {
 void superblock_release(heap_t *heap, superblock_t *sb) {
   apex_assert(sb->used_slices == 0);
   heap_unlink_superblock(heap, sb);
+  heap_dirty_sub(heap, dirty_free_of(sb));
   atomic_store_explicit(&sb->heap, NULL, memory_order_relaxed);
+  /* With opt.decay_ms = 0 the pages go back at once; else the purge thread returns them once
+   * they have sat in the cache for decay_ms. */
+  bool now = atomic_load_explicit(&g_opt.decay_ms, memory_order_relaxed) == 0;
+  if (now) purge_slices(sb, ~(uint64_t)1);
+  sb->purged = now;
+  sb->release_ns = os_now_ns();
   pthread_mutex_lock(&g_cache_lock);
-  if (g_cache_count < atomic_load_explicit(&g_opt.superblock_cache, memory_order_relaxed)) {
-    sb->next = g_cache;
-    g_cache = sb;
+  size_t node = sb->numa_node;
+  if (g_cache_node_count[node] < atomic_load_explicit(&g_opt.superblock_cache, memory_order_relaxed)) {
+    sb->next = g_cache[node];
+    g_cache[node] = sb;
+    g_cache_node_count[node]++;
     g_cache_count++;
     pthread_mutex_unlock(&g_cache_lock);
+    if (!now) purger_kick();
     return;
   }
   pthread_mutex_unlock(&g_cache_lock);
   superblock_unmap(sb);
 }
 
+/* The purge thread: the data slices of superblocks cached for at least decay_ns go back to the
+ * OS (the mapping and its metadata slice stay, ready for reuse). */
+void superblock_cache_decay(uint64_t now_ns, uint64_t decay_ns) {
+  if (atomic_load_explicit(&g_cache_count, memory_order_relaxed) == 0) return;
+  pthread_mutex_lock(&g_cache_lock);
+  for (size_t node = 0; node < g_numa_nodes; node++) {
+    for (superblock_t *sb = g_cache[node]; sb != NULL; sb = sb->next) {
+      if (sb->purged || now_ns - sb->release_ns < decay_ns) continue;
+      purge_slices(sb, ~(uint64_t)1);
+      sb->purged = 1;
+    }
+  }
+  pthread_mutex_unlock(&g_cache_lock);
+}
+
 /* Unmaps every cached superblock (apex_collect). */
 void superblock_cache_flush(void) {
-  for (;;) {
-    superblock_t *sb = cache_pop();
-    if (sb == NULL) return;
-    superblock_unmap(sb);
+  for (size_t node = 0; node < g_numa_nodes; node++) {
+    for (;;) {
+      superblock_t *sb = cache_pop(node);
+      if (sb == NULL) break;
+      superblock_unmap(sb);
+    }
   }
 }
 
@@ -186,7 +274,7 @@ void superblock_cache_flush(void) {
 void superblock_discard(heap_t *heap, superblock_t *sb) {
   for (size_t i = 1; i < SLICES_PER_SB; i++) {
     block_t *b = &sb->blocks[i];
-    b->limit = 0;
+    block_set_limit(b, 0);
     b->free = NULL;
     b->flags = 0;
     b->next = b->prev = NULL;
@@ -194,6 +282,7 @@ void superblock_discard(heap_t *heap, superblock_t *sb) {
     atomic_store_explicit(&b->full_state, BLOCK_QUEUED, memory_order_relaxed);
   }
   sb->free_slices = ~(uint64_t)1;
+  heap->active_slices -= sb->used_slices;
   sb->used_slices = 0;
   superblock_release(heap, sb);
 }
@@ -222,7 +311,7 @@ static uint64_t aligned_positions(size_t align_slices) {
 
 #define LONG_RUN 8        /* slices: 512 KiB and more */
 
-static block_t *take_run(superblock_t *sb, size_t count, uint64_t positions) {
+static block_t *take_run(heap_t *heap, superblock_t *sb, size_t count, uint64_t positions) {
   if (SLICES_PER_SB - 1 - sb->used_slices < count) return NULL;
   uint64_t starts = runs_of(sb->free_slices, count) & positions;
   if (starts == 0) return NULL;
@@ -232,12 +321,15 @@ static block_t *take_run(superblock_t *sb, size_t count, uint64_t positions) {
   uint64_t mask = (count == 64 ? ~(uint64_t)0 : (((uint64_t)1 << count) - 1)) << first;
   sb->free_slices &= ~mask;
   sb->used_slices += (uint32_t)count;
+  heap->active_slices += count;
   for (size_t i = first; i < first + count; i++) sb->slice_head[i] = (uint8_t)first;
   block_t *b = &sb->blocks[first];
   b->index = (uint8_t)first;
   b->slices = (uint8_t)count;
+  heap_dirty_sub(heap, (size_t)__builtin_popcountll(mask & sb->dirty_slices & ~sb->lazy_slices));
   b->flags = (sb->dirty_slices & mask) ? 0 : BLOCK_FRESH;
   sb->dirty_slices |= mask;
+  sb->lazy_slices &= ~mask;
   return b;
 }
 
@@ -246,12 +338,12 @@ static block_t *take_run(superblock_t *sb, size_t count, uint64_t positions) {
 block_t *superblock_take_slices(heap_t *heap, size_t count, size_t align_slices) {
   uint64_t positions = aligned_positions(align_slices);
   for (superblock_t *sb = heap->superblocks; sb != NULL; sb = sb->next) {
-    block_t *b = take_run(sb, count, positions);
+    block_t *b = take_run(heap, sb, count, positions);
     if (b) return b;
   }
   superblock_t *sb = superblock_acquire(heap);
   if (sb == NULL) return NULL;
-  return take_run(sb, count, positions);
+  return take_run(heap, sb, count, positions);
 }
 
 /* The slices of a retired block go back to their superblock; an empty superblock is released
@@ -262,6 +354,13 @@ void superblock_give_slices(heap_t *heap, superblock_t *sb, block_t *b) {
   apex_assert((sb->free_slices & mask) == 0);
   sb->free_slices |= mask;
   sb->used_slices -= (uint32_t)count;
-  if (sb->used_slices == 0 && (heap->retire_all || heap->superblock_count > 1))
-    superblock_release(heap, sb);
+  heap->active_slices -= count;
+  heap->dirty_free += count;
+  bool released = sb->used_slices == 0 && (heap->retire_all || heap->superblock_count > 1);
+  if (released) superblock_release(heap, sb);
+  /* A heap without a thread (claimed by a freeing thread, or swept) is purged by the purge
+   * thread once it has been abandoned for opt.decay_ms: the freeing thread does not pay for it;
+   * a heap retiring everything (collect, thread exit) purges as a whole afterwards. */
+  if (!heap->retire_all && !atomic_load_explicit(&heap->abandoned, memory_order_relaxed))
+    heap_over_dirty_budget(heap, released ? NULL : sb);
 }
