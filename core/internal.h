@@ -167,6 +167,7 @@ struct apex_heap_s {
   uint64_t abandoned_ns;                 /* when it lost its thread (purge thread: decay) */
   bool idle_purged;                      /* abandoned and its free slices purged since */
   size_t active_slices;                  /* slices of its superblocks given to blocks (owner only) */
+  uint64_t over_budget_since;            /* when dirty_free went over its budget (0: it is not) */
   size_t dirty_free;                     /* free slices of its superblocks still backed by memory
                                           * (approximate; owner only); see opt.heap_dirty_max */
   /* The handle side (apex_heap_t is a heap_t). */

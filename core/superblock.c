@@ -101,7 +101,21 @@ void superblock_purge_free(heap_t *heap, superblock_t *sb) {
 static void heap_over_dirty_budget(heap_t *heap, superblock_t *just_freed) {
   size_t budget = atomic_load_explicit(&g_opt.heap_dirty_max, memory_order_relaxed) >> SLICE_SHIFT;
   if (budget < heap->active_slices / 4) budget = heap->active_slices / 4;
-  if (heap->dirty_free <= budget) return;
+  if (heap->dirty_free <= budget) {
+    heap->over_budget_since = 0;
+    return;
+  }
+  /* A heap that churns around a working set waits decay_ms over budget before it purges, so a
+   * steady churn costs at most one purge per decay period and slices freed a moment ago are reused,
+   * not faulted in again. A heap that has shrunk to a fraction of what it holds free (a program
+   * that freed what it had, and may now sleep) gives it back at once. */
+  if (heap->dirty_free <= 2 * heap->active_slices) {
+    uint64_t now = os_now_ns();
+    uint64_t decay_ns = (uint64_t)atomic_load_explicit(&g_opt.decay_ms, memory_order_relaxed) * 1000000u;
+    if (heap->over_budget_since == 0) heap->over_budget_since = now;
+    if (now - heap->over_budget_since < decay_ns) return;
+  }
+  heap->over_budget_since = 0;
   /* The superblock just freed into is the likeliest to serve the next allocation: last. */
   for (superblock_t *sb = heap->superblocks_last; sb != NULL && heap->dirty_free > budget / 2; sb = sb->prev)
     if (sb != just_freed) superblock_purge_free(heap, sb);
