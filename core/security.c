@@ -91,14 +91,15 @@ static size_t class_of_pointer(const void *p) {
  * in that thread's quarantine, and leaves it through the ordinary free path (remote if needed). */
 typedef struct quarantined_s { void *p; size_t usable; } quarantined_t;
 
-/* A chunk leaving the quarantine must still hold exactly what free left in it (8 bytes at a time;
- * the free tag in the second word is skipped). */
+/* A chunk leaving the quarantine must still hold exactly what free left in it, 8 bytes at a time:
+ * the pattern everywhere, and its free tag in the second word. */
 static void release_quarantined(quarantined_t q) {
   chunk_t *c = q.p;
   uint64_t expect = g_opt.zero_on_free ? 0 : 0x0101010101010101ULL * FREED_BYTE;
   const uint64_t *words = q.p;
   for (size_t i = 0; i < q.usable / sizeof(uint64_t); i++) {
-    if (apex_likely(words[i] == expect) || i == 1) continue;
+    if (apex_likely(words[i] == (i == 1 ? chunk_tag_free(c) : expect))) continue;
+    if (i == 1) apex_fatal("write after free", &words[1], class_of_pointer(q.p));
     const uint8_t *bytes = (const uint8_t *)&words[i];
     size_t k = 0;
     while (bytes[k] == (uint8_t)expect) k++;
