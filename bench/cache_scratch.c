@@ -19,6 +19,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
+
 typedef struct {
   pthread_t tid;
   unsigned char *given;
@@ -27,12 +29,6 @@ typedef struct {
 static long g_iters;
 static size_t g_size;
 static long g_writes;
-
-static double now_sec(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* Increment every byte of p g_writes times through a volatile pointer (a real store each time),
  * then check that every byte holds the expected count. */

@@ -27,6 +27,8 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench_util.h"
+
 typedef struct {
   unsigned char *p;
   uint32_t size;
@@ -42,21 +44,6 @@ typedef struct {
 
 static atomic_size_t g_live_bytes;
 static atomic_size_t g_peak_live;
-
-static uint64_t rng_next(uint64_t *s) {
-  uint64_t x = *s;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  *s = x;
-  return x * 0x2545F4914F6CDD1DULL;
-}
-
-static double now_sec(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void account(ptrdiff_t delta) {
   size_t live = atomic_fetch_add(&g_live_bytes, (size_t)delta) + (size_t)delta;

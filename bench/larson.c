@@ -20,6 +20,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
+
 #define MIN_SIZE 16
 #define MAX_SIZE 1000
 #define ROUNDS 30
@@ -41,22 +43,6 @@ typedef struct {
 static slot_t *g_slots;
 static size_t g_per_thread;
 static int g_threads;
-
-static uint64_t rng_next(uint64_t *s) {
-  /* xorshift64* */
-  uint64_t x = *s;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  *s = x;
-  return x * 0x2545F4914F6CDD1DULL;
-}
-
-static double now_sec(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void fill_slot(slot_t *s, size_t size, uint64_t tag) {
   unsigned char *p = malloc(size);

@@ -29,6 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 extern char **environ;
 
 static volatile sig_atomic_t g_timed_out;
@@ -38,12 +40,6 @@ static void on_alarm(int sig) {
   (void)sig;
   g_timed_out = 1;
   if (g_child > 0) kill(g_child, SIGKILL);
-}
-
-static double now_sec(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 int main(int argc, char **argv) {

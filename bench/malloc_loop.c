@@ -18,6 +18,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
+
 static const size_t k_sizes[] = {16, 24, 32, 48, 64, 96, 128, 256, 512, 1024};
 static const size_t k_batches[] = {1, 16, 128, 1024};
 #define NSIZES (sizeof k_sizes / sizeof k_sizes[0])
@@ -29,12 +31,6 @@ typedef struct {
   long pairs;
   long done;
 } worker_t;
-
-static double now_sec(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void *worker(void *arg) {
   worker_t *w = arg;

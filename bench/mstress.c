@@ -25,6 +25,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
+
 #define ROUNDS 10
 #define TRANSFER_SLOTS 1024
 #define WORKING_SET 1500
@@ -46,21 +48,6 @@ typedef struct {
 
 static _Atomic(uint64_t *) g_transfer[TRANSFER_SLOTS];
 static retained_t *g_retained; /* one per worker index, survives rounds */
-
-static uint64_t rng_next(uint64_t *s) {
-  uint64_t x = *s;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  *s = x;
-  return x * 0x2545F4914F6CDD1DULL;
-}
-
-static double now_sec(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static size_t random_size(uint64_t *seed) {
   uint64_t r = rng_next(seed);

@@ -20,6 +20,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
+
 #define TARGET_LEN (1u << 20)
 #define PERIOD 251 /* prime, so the text never lines up with power-of-two sizes */
 
@@ -39,21 +41,6 @@ typedef struct {
 } worker_t;
 
 static char g_text[PERIOD];
-
-static uint64_t rng_next(uint64_t *s) {
-  uint64_t x = *s;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  *s = x;
-  return x * 0x2545F4914F6CDD1DULL;
-}
-
-static double now_sec(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static inline char char_at(const str_t *st, size_t pos) { return g_text[(pos + st->seed) % PERIOD]; }
 
