@@ -19,6 +19,7 @@ void block_init(block_t *b, heap_t *heap, size_t cls, size_t chunk_size) {
   block_set_limit(b, b->capacity * (uint32_t)chunk_size);
   b->cls = (uint8_t)cls;
   b->start = (uint8_t *)sb + ((size_t)b->index << SLICE_SHIFT);
+  block_seal(b);
   b->next = b->prev = NULL;
   apex_assert(atomic_load_explicit(&b->remote, memory_order_relaxed) == NULL);
   atomic_store_explicit(&b->full_state, BLOCK_QUEUED, memory_order_relaxed);
@@ -31,6 +32,7 @@ void block_init(block_t *b, heap_t *heap, size_t cls, size_t chunk_size) {
  * gets from a fresh block are not predictable from each other; staying within 8 KiB keeps the
  * locality of a bump pointer. Returns false when the block is fully carved. */
 bool block_extend(block_t *b) {
+  block_verify(b);                             /* carving trusts start, size and capacity */
   size_t remaining = b->capacity - b->carved;
   if (remaining == 0) return false;
   size_t batch = 8192 / b->chunk_size;
@@ -64,7 +66,9 @@ static bool block_retire(heap_t *heap, superblock_t *sb, block_t *b) {
   if (b->cls != CLASS_LARGE && !(b->flags & BLOCK_IN_FULL)) heap_queue_remove(heap, b);
   b->free = NULL;
   b->flags = 0;
+  block_verify(b);
   block_set_limit(b, 0);                       /* from now on no pointer passes chunk_start_ok() */
+  block_seal(b);
   superblock_give_slices(heap, sb, b);
   return true;
 }

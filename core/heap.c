@@ -144,6 +144,7 @@ apex_noinline void *heap_malloc_large(heap_t *heap, size_t size, size_t alignmen
 /* Resizes a large object in place, on its owner thread: grows into the free slices right behind
  * its run, or gives the tail slices back. Returns false when it cannot (the caller copies). */
 bool heap_resize_large(heap_t *heap, superblock_t *sb, block_t *b, size_t size) {
+  block_verify(b);
   size_t want = size == 0 ? 1 : (size + SLICE_SIZE - 1) >> SLICE_SHIFT;
   size_t have = b->slices;
   if (want == have) return true;
@@ -171,6 +172,7 @@ bool heap_resize_large(heap_t *heap, superblock_t *sb, block_t *b, size_t size) 
   b->chunk_size = (uint32_t)(want << SLICE_SHIFT);
   block_set_limit(b, b->chunk_size);
   b->div_magic = UINT64_MAX / b->chunk_size + 1;
+  block_seal(b);
   counter_add(&heap->counters.alloc_bytes, b->chunk_size);
   return true;
 }

@@ -78,6 +78,7 @@ typedef struct block_s {
   uint8_t  cls;
   uint8_t  slices;             /* run length in slices */
   uint8_t  index;              /* slice index of the head */
+  uint32_t crc;                /* keyed CRC32-C of the fields above (block_seal / block_verify) */
   /* Line 2: the owner's working state, kept apart so remote frees do not bounce line 1. */
   _Alignas(64) chunk_t *free;  /* local free list (owner only), encoded links */
   uint32_t used;               /* chunks handed out, including those waiting in remote queues */
@@ -441,6 +442,8 @@ void    hardened_free(void *p);
 size_t  hardened_usable_size(const void *p);
 void   *hardened_realloc(heap_t *heap, void *p, size_t size, size_t alignment);
 void    quarantine_flush(heap_t *heap);
+void    block_seal(block_t *b);
+void    block_verify(const block_t *b);
 /* The ordinary paths, which the hardened ones wrap (alloc.c). */
 void   *apex_alloc_unhardened(size_t size, size_t alignment);
 void   *heap_alloc_unhardened(heap_t *heap, size_t size, size_t alignment);

@@ -34,6 +34,7 @@ static void notify_owner(heap_t *owner, block_t *b) {
  * the chunk is freed on the spot if the heap can be claimed without waiting, so memory freed
  * after its thread died is reusable at once. */
 apex_noinline void remote_free(heap_t *owner, superblock_t *sb, block_t *b, chunk_t *c) {
+  block_verify(b);                      /* the push and the owner's collection trust it */
   if (apex_unlikely(atomic_load_explicit(&owner->abandoned, memory_order_relaxed))) {
     if (heap_try_claim_abandoned(owner)) {
       heap_free_local(owner, sb, b, c);      /* the caller checked c is not free */
@@ -59,6 +60,7 @@ apex_noinline void remote_free(heap_t *owner, superblock_t *sb, block_t *b, chun
 size_t block_collect(heap_t *heap, superblock_t *sb, block_t *b, bool *retired) {
   *retired = false;
   if (atomic_load_explicit(&b->remote, memory_order_relaxed) == NULL) return 0;
+  block_verify(b);
   chunk_t *c = atomic_exchange_explicit(&b->remote, NULL, memory_order_acquire);
   chunk_t *local = b->free;
   size_t n = 0;

@@ -43,14 +43,82 @@ static void warn(const char *text) {
 }
 
 /* Called from global_init, before any allocation is served. */
+static void crc_init(void);
+
 /* Called from global_init after options_init (which read APEX_SECURE, APEX_ZERO_ON_FREE and
  * APEX_QUARANTINE_BYTES), before any allocation is served. */
 void security_init(void) {
+  crc_init();
   if (g_opt.secure == 0)
     warn("APEX_SECURE=0 needs the build without checks (APEX_CHECKS=0); keeping level 1");
   g_secure_level = g_opt.secure == 2 ? 2 : 1;
   g_hardened = g_secure_level >= 2;
   if (g_hardened) atomic_store_explicit(&g_opt.huge_cache_bytes, 0, memory_order_relaxed);
+}
+
+/* ---- Metadata checksums ----------------------------------------------------------------------
+ * The fixed line of each block descriptor (where its chunks are, how big, its link key) is what
+ * every freeing thread trusts. It carries a CRC32-C keyed with a secret from getrandom, sealed
+ * whenever the owner changes the block and verified on the slow paths (remote frees, collection,
+ * carving, retirement), so a wild write or an overflow into the metadata is caught before the
+ * allocator acts on it. The local fast path does not pay for it. CRC32-C uses the SSE4.2 crc32
+ * instruction when the CPU has it (checked once at start-up), a table otherwise. */
+static uint32_t g_crc_table[256];
+static bool g_crc_hw;
+static uint32_t g_crc_key;
+
+static uint32_t crc32c_table(uint32_t crc, const uint8_t *p, size_t n) {
+  for (size_t i = 0; i < n; i++) crc = g_crc_table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+  return crc;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const uint8_t *p, size_t n) {
+  uint64_t c = crc;
+  for (; n >= 8; n -= 8, p += 8) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    c = __builtin_ia32_crc32di(c, v);
+  }
+  crc = (uint32_t)c;
+  for (; n > 0; n--, p++) crc = __builtin_ia32_crc32qi(crc, *p);
+  return crc;
+}
+#endif
+
+static void crc_init(void) {
+  for (uint32_t i = 0; i < 256; i++) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1)));   /* Castagnoli */
+    g_crc_table[i] = c;
+  }
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  g_crc_hw = __builtin_cpu_supports("sse4.2");
+#endif
+  g_crc_key = (uint32_t)g_secret ^ (uint32_t)(g_secret >> 32);
+}
+
+/* The fixed fields, two byte ranges around the atomic `limit`, which is read once and added. */
+static uint32_t crc_bytes(uint32_t crc, const void *p, size_t n) {
+#if defined(__x86_64__)
+  if (g_crc_hw) return crc32c_hw(crc, p, n);
+#endif
+  return crc32c_table(crc, p, n);
+}
+
+static uint32_t block_crc(const block_t *b) {
+  const uint8_t *base = (const uint8_t *)b;
+  uint32_t limit = block_limit(b);
+  uint32_t crc = crc_bytes(g_crc_key, base, offsetof(block_t, limit));
+  crc = crc_bytes(crc, base + offsetof(block_t, chunk_size), offsetof(block_t, index) + 1 - offsetof(block_t, chunk_size));
+  return crc_bytes(crc, &limit, sizeof limit);
+}
+
+void block_seal(block_t *b) { b->crc = block_crc(b); }
+
+void block_verify(const block_t *b) {
+  if (apex_unlikely(b->crc != block_crc(b))) apex_fatal("corrupted block metadata", b->start, b->cls);
 }
 
 /* ---- Trailer and canary ---------------------------------------------------------------------- */

@@ -289,6 +289,7 @@ void superblock_discard(heap_t *heap, superblock_t *sb) {
   for (size_t i = 1; i < SLICES_PER_SB; i++) {
     block_t *b = &sb->blocks[i];
     block_set_limit(b, 0);
+    block_seal(b);
     b->free = NULL;
     b->flags = 0;
     b->next = b->prev = NULL;
