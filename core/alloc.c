@@ -77,8 +77,7 @@ apex_noinline void *heap_alloc(heap_t *heap, size_t size, size_t alignment, bool
 }
 
 /* The calling thread's default heap, or the bootstrap area while the allocator is starting. */
-apex_noinline void *apex_alloc_aligned(size_t size, size_t alignment, bool zero) {
-  if (apex_unlikely(g_hardened)) return hardened_alloc(NULL, size, alignment, zero);
+void *apex_alloc_unhardened(size_t size, size_t alignment, bool zero) {
   heap_t *heap = heap_for_thread();
   if (apex_unlikely(heap == NULL)) {
     void *p = bootstrap_alloc(size, alignment);       /* static memory: already zero */
@@ -88,25 +87,25 @@ apex_noinline void *apex_alloc_aligned(size_t size, size_t alignment, bool zero)
   return heap_alloc(heap, size, alignment, zero);
 }
 
-void *apex_alloc_unhardened(size_t size, size_t alignment) {
-  heap_t *heap = heap_for_thread();
-  if (apex_unlikely(heap == NULL)) {
-    void *p = bootstrap_alloc(size, alignment);
-    if (p == NULL) errno = ENOMEM;
-    return p;
-  }
-  return heap_alloc(heap, size, alignment, false);
+apex_noinline void *apex_alloc_aligned(size_t size, size_t alignment, bool zero) {
+  if (apex_unlikely(g_hardened)) return hardened_alloc(NULL, size, alignment, zero);
+  return apex_alloc_unhardened(size, alignment, zero);
+}
+
+/* The fast path shared by apex_malloc and the owner of an explicit heap: a pop from the head block
+ * of the size class, or NULL when that block has no free chunk (the caller takes a slow path). */
+apex_inline void *heap_pop_small(heap_t *heap, size_t size) {
+  block_t *b = heap->current[g_class_of_small[(size + 15) >> 4]];
+  chunk_t *c = b->free;
+  if (apex_unlikely(c == NULL)) return NULL;
+  counter_add(&heap->counters.requested, size);
+  return block_pop(heap, b, c);
 }
 
 apex_export void *apex_malloc(size_t size) {
   if (apex_likely((size <= 1024) & !g_hardened)) {
-    heap_t *heap = tls_heap;
-    block_t *b = heap->current[g_class_of_small[(size + 15) >> 4]];
-    chunk_t *c = b->free;
-    if (apex_likely(c != NULL)) {
-      counter_add(&heap->counters.requested, size);
-      return block_pop(heap, b, c);
-    }
+    void *p = heap_pop_small(tls_heap, size);
+    if (apex_likely(p != NULL)) return p;
   }
   return apex_alloc_aligned(size, APEX_MIN_ALIGN, false);
 }
@@ -299,9 +298,9 @@ static bool heap_owned_by_caller(heap_t *heap) {
   return atomic_compare_exchange_strong(&heap->thread_id, &owner, me);
 }
 
-void *heap_alloc_unhardened(heap_t *heap, size_t size, size_t alignment) {
-  if (heap_owned_by_caller(heap)) return heap_alloc(heap, size, alignment, false);
-  return heap_alloc_shared(heap, size, alignment, false);
+void *heap_alloc_unhardened(heap_t *heap, size_t size, size_t alignment, bool zero) {
+  if (heap_owned_by_caller(heap)) return heap_alloc(heap, size, alignment, zero);
+  return heap_alloc_shared(heap, size, alignment, zero);
 }
 
 apex_export void *apex_heap_alloc(apex_heap_t *heap, size_t size, size_t alignment) {
@@ -313,12 +312,8 @@ apex_export void *apex_heap_alloc(apex_heap_t *heap, size_t size, size_t alignme
   if (apex_likely(heap_owned_by_caller(heap))) {
     /* The owner's fast path, with no TLS lookup at all (what lua_Alloc and PyMem calls hit). */
     if (size <= 1024 && alignment == APEX_MIN_ALIGN && heap->limit == 0) {
-      block_t *b = heap->current[g_class_of_small[(size + 15) >> 4]];
-      chunk_t *c = b->free;
-      if (apex_likely(c != NULL)) {
-        counter_add(&heap->counters.requested, size);
-        return block_pop(heap, b, c);
-      }
+      void *p = heap_pop_small(heap, size);
+      if (apex_likely(p != NULL)) return p;
     }
     return heap_alloc(heap, size, alignment, false);
   }
@@ -336,8 +331,7 @@ apex_export void *apex_heap_calloc(apex_heap_t *heap, size_t count, size_t size,
     return NULL;
   }
   if (apex_unlikely(g_hardened)) return hardened_alloc(heap, total, alignment, true);
-  if (heap_owned_by_caller(heap)) return heap_alloc(heap, total, alignment, true);
-  return heap_alloc_shared(heap, total, alignment, true);
+  return heap_alloc_unhardened(heap, total, alignment, true);
 }
 
 apex_export void *apex_heap_realloc(apex_heap_t *heap, void *p, size_t old_size, size_t new_size,

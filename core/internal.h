@@ -209,7 +209,6 @@ void  *os_map(size_t size);
 void  *os_map_aligned(size_t size, size_t alignment);
 void  *os_map_at(void *hint, size_t size);
 void   os_unmap(void *p, size_t size);
-void   os_decommit(void *p, size_t size);
 void   os_protect_none(void *p, size_t size);
 bool   os_remap_grow(void *p, size_t old_size, size_t new_size);
 void  *os_remap_move_aligned(void *p, size_t old_size, size_t new_size, size_t alignment);
@@ -387,7 +386,6 @@ void    huge_cache_reset_lock(void);
 
 /* ---- alloc.c --------------------------------------------------------------------------------- */
 void  *apex_alloc_aligned(size_t size, size_t alignment, bool zero);
-void   apex_free_checked(void *p, size_t size_hint);
 
 /* ---- init.c ---------------------------------------------------------------------------------- */
 extern _Atomic int g_init_state;                      /* 0 none, 1 running, 2 ready */
@@ -445,8 +443,8 @@ void    quarantine_flush(heap_t *heap);
 void    block_seal(block_t *b);
 void    block_verify(const block_t *b);
 /* The ordinary paths, which the hardened ones wrap (alloc.c). */
-void   *apex_alloc_unhardened(size_t size, size_t alignment);
-void   *heap_alloc_unhardened(heap_t *heap, size_t size, size_t alignment);
+void   *apex_alloc_unhardened(size_t size, size_t alignment, bool zero);
+void   *heap_alloc_unhardened(heap_t *heap, size_t size, size_t alignment, bool zero);
 void    apex_free_unhardened(void *p);
 size_t  apex_usable_size_unhardened(const void *p);
 size_t  usable_size_checked(const void *p, const char *op);

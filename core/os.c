@@ -58,13 +58,6 @@ void *os_map_aligned(size_t size, size_t alignment) {
   return aligned;
 }
 
-/* Gives the pages back to the OS while keeping the address range: they read as zero afterwards. */
-void os_decommit(void *p, size_t size) {
-  int saved = errno;
-  madvise(p, size, MADV_DONTNEED);
-  errno = saved;
-}
-
 /* Gives the pages of [p, p+size) back to the OS, keeping the range mapped: MADV_DONTNEED by
  * default (the pages read as zero afterwards; returns true), or MADV_FREE with opt.purge_madv_free
  * (the kernel takes them only under memory pressure, so their contents are unknown; returns false).

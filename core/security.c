@@ -213,7 +213,8 @@ void quarantine_flush(heap_t *heap) {
 void *hardened_alloc(heap_t *heap, size_t size, size_t alignment, bool zero) {
   size_t need;
   if (__builtin_add_overflow(size, TRAILER, &need)) { errno = ENOMEM; return NULL; }
-  void *p = heap == NULL ? apex_alloc_unhardened(need, alignment) : heap_alloc_unhardened(heap, need, alignment);
+  void *p = heap == NULL ? apex_alloc_unhardened(need, alignment, false)
+                        : heap_alloc_unhardened(heap, need, alignment, false);
   if (p == NULL) return NULL;
   size_t usable = apex_usable_size_unhardened(p);
   if (zero) memset(p, 0, size);
