@@ -151,7 +151,7 @@ bool heap_resize_large(heap_t *heap, superblock_t *sb, block_t *b, size_t size) 
   size_t end = (size_t)b->index + want;
   if (want > have) {
     if (end > SLICES_PER_SB) return false;
-    uint64_t extra = ((((uint64_t)1 << (want - have)) - 1)) << (b->index + have);
+    uint64_t extra = slice_run_mask((size_t)b->index + have, want - have);
     if ((sb->free_slices & extra) != extra) return false;
     heap_dirty_sub(heap, (size_t)__builtin_popcountll(extra & sb->dirty_slices & ~sb->lazy_slices));
     sb->free_slices &= ~extra;
@@ -161,7 +161,7 @@ bool heap_resize_large(heap_t *heap, superblock_t *sb, block_t *b, size_t size) 
     heap->active_slices += want - have;
     for (size_t i = b->index + have; i < end; i++) sb->slice_head[i] = b->index;
   } else {
-    uint64_t tail = ((((uint64_t)1 << (have - want)) - 1)) << end;
+    uint64_t tail = slice_run_mask(end, have - want);
     sb->free_slices |= tail;
     sb->used_slices -= (uint32_t)(have - want);
     heap->active_slices -= have - want;

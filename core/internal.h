@@ -281,6 +281,11 @@ apex_inline superblock_t *superblock_of(const void *p) {
   return (superblock_t *)(a & ~(uintptr_t)SB_MASK);
 }
 
+/* The bits of `count` slices starting at slice `first` (count 64: the whole superblock). */
+apex_inline uint64_t slice_run_mask(size_t first, size_t count) {
+  return (count >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << count) - 1)) << first;
+}
+
 apex_inline block_t *block_of(superblock_t *sb, const void *p) {
   size_t slice = ((uintptr_t)p & SB_MASK) >> SLICE_SHIFT;
   return &sb->blocks[sb->slice_head[slice]];

@@ -72,7 +72,7 @@ static size_t purge_slices(superblock_t *sb, uint64_t mask) {
   while (todo != 0) {
     size_t first = (size_t)__builtin_ctzll(todo);
     size_t len = (size_t)__builtin_ctzll(~(todo >> first));
-    uint64_t run = (len >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << len) - 1)) << first;
+    uint64_t run = slice_run_mask(first, len);
     if (os_purge((uint8_t *)sb + (first << SLICE_SHIFT), len << SLICE_SHIFT)) sb->dirty_slices &= ~run;
     else sb->lazy_slices |= run;
     todo &= ~run;
@@ -333,7 +333,7 @@ static block_t *take_run(heap_t *heap, superblock_t *sb, size_t count, uint64_t 
   /* Short runs (blocks) are placed low, long ones (large objects) high, so that what is freed
    * between them stays one contiguous range. */
   size_t first = count >= LONG_RUN ? 63 - (size_t)__builtin_clzll(starts) : (size_t)__builtin_ctzll(starts);
-  uint64_t mask = (count == 64 ? ~(uint64_t)0 : (((uint64_t)1 << count) - 1)) << first;
+  uint64_t mask = slice_run_mask(first, count);
   sb->free_slices &= ~mask;
   sb->used_slices += (uint32_t)count;
   heap->active_slices += count;
@@ -365,7 +365,7 @@ block_t *superblock_take_slices(heap_t *heap, size_t count, size_t align_slices)
  * unless it is the heap's last one (kept so a steady alloc/free loop never returns to the OS). */
 void superblock_give_slices(heap_t *heap, superblock_t *sb, block_t *b) {
   size_t count = b->slices;
-  uint64_t mask = (count == 64 ? ~(uint64_t)0 : (((uint64_t)1 << count) - 1)) << b->index;
+  uint64_t mask = slice_run_mask(b->index, count);
   apex_assert((sb->free_slices & mask) == 0);
   sb->free_slices |= mask;
   sb->used_slices -= (uint32_t)count;
