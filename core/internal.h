@@ -27,7 +27,14 @@
 #define apex_cold        __attribute__((cold, noinline))
 #define apex_noinline    __attribute__((noinline))
 #define apex_inline      static inline __attribute__((always_inline))
+/* The public entry points. In the embeddable form (APEX_EMBED) they stay inside the module that
+ * links the core, so two copies in one process (a binding's and a preloaded libapexalloc.so)
+ * never bind to each other. */
+#if defined(APEX_EMBED) && APEX_EMBED
+#define apex_export      __attribute__((visibility("hidden")))
+#else
 #define apex_export      __attribute__((visibility("default")))
+#endif
 #define apex_noreturn    __attribute__((noreturn))
 
 #if defined(APEX_DEBUG) && APEX_DEBUG
