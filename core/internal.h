@@ -365,7 +365,7 @@ void   heap_collect_all_remote(heap_t *heap);
 
 /* Debug builds only: a test may stop a thread at a named point of a protocol, to force a window
  * that is otherwise one instruction wide (tests/test_remote_free_window.c). */
-enum { APEX_PAUSE_AFTER_REMOTE_PUBLISH = 1 };
+enum { APEX_PAUSE_AFTER_REMOTE_PUBLISH = 1, APEX_PAUSE_BEFORE_REMOTE_PUBLISH = 2 };
 #if defined(APEX_DEBUG) && APEX_DEBUG
 extern void (*volatile apex_debug_pause_hook)(int point);
 #define apex_debug_pause(point) \

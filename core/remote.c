@@ -62,6 +62,7 @@ apex_noinline void remote_free(heap_t *owner, superblock_t *sb, block_t *b, chun
     }
   }
   apex_assert(((uintptr_t)c & REMOTE_STATE_MASK) == 0);   /* the state bits are free */
+  apex_debug_pause(APEX_PAUSE_BEFORE_REMOTE_PUBLISH);     /* `abandoned` read, not yet pushed */
   tag_store(c, chunk_tag_free(c) ^ TAG_REMOTE);
   uintptr_t word = atomic_load_explicit(&b->remote, memory_order_relaxed), next;
   do {

@@ -13,7 +13,11 @@
  *                            "(sb->free_slices & mask) == 0", or later two objects overlapping);
  *   large_alone              the same with nothing else in the superblock, which apex_collect then
  *                            unmaps: before the fix the freer read the block's state there (SIGSEGV);
- *   small_alone              the last chunk of a small block: the same unmapping under the freer.
+ *   small_alone              the last chunk of a small block: the same unmapping under the freer;
+ *   abandoned_not_stranded   (pause point before the CAS) a freer that read `abandoned` as false
+ *                            pushes its chunk after the owner thread exited: the next collection
+ *                            of abandoned heaps must find it. Before the fix no flag told it to
+ *                            (review #11), and the chunk waited for an adopter or apex_collect.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -33,10 +37,11 @@
 #include "testutil.h"
 
 static _Atomic int g_paused, g_release;
+static _Atomic int g_pause_point = APEX_PAUSE_AFTER_REMOTE_PUBLISH;
 static _Thread_local int tls_pause_here;   /* only the freer under test stops */
 
 static void pause_hook(int point) {
-  if (point != APEX_PAUSE_AFTER_REMOTE_PUBLISH || !tls_pause_here) return;
+  if (point != atomic_load(&g_pause_point) || !tls_pause_here) return;
   tls_pause_here = 0;
   atomic_store(&g_paused, 1);
   while (!atomic_load(&g_release)) sched_yield();
@@ -55,9 +60,8 @@ static double now_s(void) {
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Frees p on another thread, held just after its publishing CAS while this (owning) thread
- * collects; then lets it finish and collects again. */
-static void free_remotely_across_collect(void *p) {
+/* Starts a thread freeing p and returns once it is held at the pause point. */
+static pthread_t start_paused_free(void *p) {
   atomic_store(&g_paused, 0);
   atomic_store(&g_release, 0);
   pthread_t t;
@@ -67,9 +71,20 @@ static void free_remotely_across_collect(void *p) {
     CHECK(now_s() < deadline, "the freer did not reach the pause point within 30 s");
     sched_yield();
   }
-  apex_collect();                  /* collects the published chunk: the block is empty now */
+  return t;
+}
+
+static void finish_paused_free(pthread_t t) {
   atomic_store(&g_release, 1);
   CHECK(pthread_join(t, NULL) == 0, "pthread_join");
+}
+
+/* Frees p on another thread, held just after its publishing CAS while this (owning) thread
+ * collects; then lets it finish and collects again. */
+static void free_remotely_across_collect(void *p) {
+  pthread_t t = start_paused_free(p);
+  apex_collect();                  /* collects the published chunk: the block is empty now */
+  finish_paused_free(t);
   apex_collect();                  /* whatever the freer left to do is done by now */
 }
 
@@ -119,6 +134,47 @@ static void small_alone(void) {
   check_fresh_objects(SMALL_SIZE, 8);
 }
 
+static _Atomic int g_owner_may_exit;
+static void *volatile g_owned;
+
+static void *allocate_then_exit(void *arg) {
+  (void)arg;
+  g_owned = apex_malloc(SMALL_SIZE);
+  while (!atomic_load(&g_owner_may_exit)) sched_yield();
+  return NULL;                     /* its heap is abandoned with the object in it */
+}
+
+static size_t remote_frees_collected(void) {
+  apex_stats_t s;
+  CHECK(apex_stats_get(&s, sizeof s) == 0, "apex_stats_get");
+  return s.remote_frees;
+}
+
+static void abandoned_not_stranded(void) {
+  /* No cached superblocks: before the next superblock any thread maps, the abandoned heaps with
+   * pending remote frees are collected (superblock_acquire). */
+  size_t zero = 0;
+  CHECK(apex_ctl("opt.superblock_cache", NULL, NULL, &zero, sizeof zero) == 0, "opt.superblock_cache");
+  void *mine = apex_malloc(SMALL_SIZE);              /* this thread has its own heap already */
+  CHECK(mine != NULL, "apex_malloc");
+  pthread_t owner;
+  CHECK(pthread_create(&owner, NULL, allocate_then_exit, NULL) == 0, "pthread_create");
+  while (g_owned == NULL) sched_yield();
+  size_t before = remote_frees_collected();
+  atomic_store(&g_pause_point, APEX_PAUSE_BEFORE_REMOTE_PUBLISH);
+  pthread_t t = start_paused_free(g_owned);        /* it has read `abandoned`: false */
+  atomic_store(&g_owner_may_exit, 1);
+  CHECK(pthread_join(owner, NULL) == 0, "pthread_join");   /* heap_abandon has run */
+  finish_paused_free(t);                           /* the push lands in an abandoned heap */
+  void *big = apex_malloc(LARGE_MAX);              /* 63 slices: a new superblock */
+  CHECK(big != NULL, "apex_malloc(LARGE_MAX)");
+  size_t after = remote_frees_collected();
+  CHECK(after == before + 1, "the remote free into the abandoned heap was not collected before a "
+        "new superblock was mapped (remote frees collected: %zu before, %zu after)", before, after);
+  apex_free(big);
+  apex_free(mine);
+}
+
 static int run_case(const char *name, void (*fn)(void)) {
   fflush(stdout);
   pid_t pid = fork();
@@ -146,5 +202,6 @@ int main(void) {
   failed += run_case("large_beside_live_block", large_beside_live_block);
   failed += run_case("large_alone", large_alone);
   failed += run_case("small_alone", small_alone);
+  failed += run_case("abandoned_not_stranded", abandoned_not_stranded);
   return failed == 0 ? 0 : 1;
 }
