@@ -6,7 +6,7 @@
  * owner collects and retires everything it can with apex_collect().
  *
  * Built against apexalloc_debug (the core with APEX_DEBUG=1: the pause point and the internal
- * checks). Each case runs in a child process, so that a crash names its case:
+ * checks). Each case is a CTest test of its own (remote_free_window_<case>):
  *   large_beside_live_block  a large object freed remotely, its superblock kept alive by another
  *                            block: before the fix the owner retired the large block on collection
  *                            and again after the freer's late notify (internal check
@@ -22,14 +22,11 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "apexalloc.h"
 #include "check.h"
@@ -135,11 +132,11 @@ static void small_alone(void) {
 }
 
 static _Atomic int g_owner_may_exit;
-static void *volatile g_owned;
+static _Atomic(void *) g_owned;
 
 static void *allocate_then_exit(void *arg) {
   (void)arg;
-  g_owned = apex_malloc(SMALL_SIZE);
+  atomic_store(&g_owned, apex_malloc(SMALL_SIZE));
   while (!atomic_load(&g_owner_may_exit)) sched_yield();
   return NULL;                     /* its heap is abandoned with the object in it */
 }
@@ -159,10 +156,10 @@ static void abandoned_not_stranded(void) {
   CHECK(mine != NULL, "apex_malloc");
   pthread_t owner;
   CHECK(pthread_create(&owner, NULL, allocate_then_exit, NULL) == 0, "pthread_create");
-  while (g_owned == NULL) sched_yield();
+  while (atomic_load(&g_owned) == NULL) sched_yield();
   size_t before = remote_frees_collected();
   atomic_store(&g_pause_point, APEX_PAUSE_BEFORE_REMOTE_PUBLISH);
-  pthread_t t = start_paused_free(g_owned);        /* it has read `abandoned`: false */
+  pthread_t t = start_paused_free(atomic_load(&g_owned));       /* it has read `abandoned`: false */
   atomic_store(&g_owner_may_exit, 1);
   CHECK(pthread_join(owner, NULL) == 0, "pthread_join");   /* heap_abandon has run */
   finish_paused_free(t);                           /* the push lands in an abandoned heap */
@@ -175,33 +172,25 @@ static void abandoned_not_stranded(void) {
   apex_free(mine);
 }
 
-static int run_case(const char *name, void (*fn)(void)) {
-  fflush(stdout);
-  pid_t pid = fork();
-  CHECK(pid >= 0, "fork");
-  if (pid == 0) {
-    fn();
-    _exit(0);
-  }
-  int status;
-  CHECK(waitpid(pid, &status, 0) == pid, "waitpid");
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-    printf("%s: ok\n", name);
+static const struct { const char *name; void (*run)(void); } g_cases[] = {
+  { "large_beside_live_block", large_beside_live_block },
+  { "large_alone", large_alone },
+  { "small_alone", small_alone },
+  { "abandoned_not_stranded", abandoned_not_stranded },
+};
+
+/* One case per process (CTest runs each as its own test), so each starts from a fresh allocator
+ * and a crash names its case. */
+int main(int argc, char **argv) {
+  apex_debug_pause_hook = pause_hook;
+  for (size_t i = 0; argc == 2 && i < sizeof g_cases / sizeof g_cases[0]; i++) {
+    if (strcmp(argv[1], g_cases[i].name) != 0) continue;
+    g_cases[i].run();
+    printf("%s: ok\n", g_cases[i].name);
     return 0;
   }
-  if (WIFSIGNALED(status))
-    fprintf(stderr, "%s: FAILED (signal %d: %s)\n", name, WTERMSIG(status), strsignal(WTERMSIG(status)));
-  else
-    fprintf(stderr, "%s: FAILED (exit status %d)\n", name, WEXITSTATUS(status));
-  return 1;
-}
-
-int main(void) {
-  apex_debug_pause_hook = pause_hook;
-  int failed = 0;
-  failed += run_case("large_beside_live_block", large_beside_live_block);
-  failed += run_case("large_alone", large_alone);
-  failed += run_case("small_alone", small_alone);
-  failed += run_case("abandoned_not_stranded", abandoned_not_stranded);
-  return failed == 0 ? 0 : 1;
+  fprintf(stderr, "usage: %s CASE, one of:", argv[0]);
+  for (size_t i = 0; i < sizeof g_cases / sizeof g_cases[0]; i++) fprintf(stderr, " %s", g_cases[i].name);
+  fputc('\n', stderr);
+  return 2;
 }
