@@ -21,8 +21,8 @@ void block_init(block_t *b, heap_t *heap, size_t cls, size_t chunk_size) {
   b->start = (uint8_t *)sb + ((size_t)b->index << SLICE_SHIFT);
   block_seal(b);
   b->next = b->prev = NULL;
-  apex_assert(atomic_load_explicit(&b->remote, memory_order_relaxed) == NULL);
-  atomic_store_explicit(&b->full_state, BLOCK_QUEUED, memory_order_relaxed);
+  apex_assert(remote_chunks(atomic_load_explicit(&b->remote, memory_order_relaxed)) == NULL);
+  atomic_store_explicit(&b->remote, (uintptr_t)BLOCK_QUEUED, memory_order_relaxed);
   apex_assert(b->capacity >= 1);
 }
 
@@ -59,10 +59,12 @@ bool block_extend(block_t *b) {
   return true;
 }
 
-/* A block on its owner's `notified` stack is not retired: the stack still links it. Collecting
- * the stack retires it later. */
+/* A NOTIFIED block is not retired: the freer that notified may still be linking it onto the
+ * `notified` stack, and the stack links it afterwards. Popping it retires it later (remote.c).
+ * A relaxed load sees NOTIFIED: the CAS that set it also published a chunk, which this owner's
+ * own collection took before the block could be empty. */
 static bool block_retire(heap_t *heap, superblock_t *sb, block_t *b) {
-  if (atomic_load(&b->full_state) == BLOCK_NOTIFIED) return false;
+  if (remote_state(atomic_load_explicit(&b->remote, memory_order_relaxed)) == BLOCK_NOTIFIED) return false;
   if (b->cls != CLASS_LARGE && !(b->flags & BLOCK_IN_FULL)) heap_queue_remove(heap, b);
   b->free = NULL;
   b->flags = 0;
@@ -79,8 +81,7 @@ static bool block_retire(heap_t *heap, superblock_t *sb, block_t *b) {
 bool block_free_slow(heap_t *heap, superblock_t *sb, block_t *b) {
   if (b->flags & BLOCK_IN_FULL) {
     b->flags &= (uint8_t)~BLOCK_IN_FULL;
-    uint8_t expected = BLOCK_FULL;
-    atomic_compare_exchange_strong(&b->full_state, &expected, BLOCK_QUEUED);
+    block_unarm_full(b);
     if (b->cls != CLASS_LARGE) heap_queue_push_back(heap, b);
   }
   if (b->used != 0) return false;

@@ -135,7 +135,7 @@ apex_noinline void *heap_malloc_large(heap_t *heap, size_t size, size_t alignmen
   b->flags = fresh;
   b->carved = 1;
   /* Always full: its one remote free must reach the owner through the notified stack. */
-  atomic_store(&b->full_state, BLOCK_FULL);
+  atomic_store_explicit(&b->remote, (uintptr_t)BLOCK_FULL, memory_order_relaxed);
   chunk_t *c = (chunk_t *)b->start;
   if (tag_load(c) != 0) tag_store(c, 0);   /* a stale tag from an earlier chunk here; fresh runs stay untouched */
   return chunk_hand_out(heap, b, c);
@@ -318,11 +318,18 @@ static void heap_abandon(heap_t *heap) {
   pthread_mutex_lock(&g_heaps_lock);
   heap->magic = 0;                      /* the handle is gone; the memory lives on */
   heap->is_default = false;
-  atomic_store_explicit(&heap->abandoned, true, memory_order_relaxed);
+  atomic_store(&heap->abandoned, true);
   heap->abandoned_next = g_abandoned;
   g_abandoned = heap;
   atomic_fetch_add_explicit(&g_abandoned_count, 1, memory_order_relaxed);
+  /* A remote free that read `abandoned` as false after its push (remote.c) raised no flag: its
+   * chunk was published before the store above, so this scan (as owner: we hold the heaps lock
+   * and the heap is on the list) finds it. Without it such a chunk waited for adoption. */
+  purger_defer(true);
+  heap_collect_all_remote(heap);
+  heap_retire_empty(heap);
   pthread_mutex_unlock(&g_heaps_lock);
+  purger_defer(false);
   purger_kick();
 }
 
@@ -366,7 +373,7 @@ static void collect_abandoned(bool all) {
     if (!all && !atomic_load_explicit(&heap->remote_pending, memory_order_relaxed) &&
         atomic_load_explicit(&heap->notified, memory_order_relaxed) == NULL)
       continue;
-    atomic_store_explicit(&heap->remote_pending, false, memory_order_relaxed);
+    atomic_exchange_explicit(&heap->remote_pending, false, memory_order_acq_rel);  /* then scan: see remote.c */
     heap_collect_all_remote(heap);
     heap_retire_empty(heap);
     heap->idle_purged = false;
@@ -392,7 +399,7 @@ void heap_collect_abandoned_idle(uint64_t now_ns, uint64_t decay_ns) {
     bool due = now_ns - heap->abandoned_ns >= decay_ns;
     if (atomic_load_explicit(&heap->remote_pending, memory_order_relaxed) ||
         atomic_load_explicit(&heap->notified, memory_order_relaxed) != NULL) {
-      atomic_store_explicit(&heap->remote_pending, false, memory_order_relaxed);
+      atomic_exchange_explicit(&heap->remote_pending, false, memory_order_acq_rel);  /* then scan: see remote.c */
       heap_collect_all_remote(heap);
       heap_retire_empty(heap);
       heap->idle_purged = false;

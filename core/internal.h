@@ -93,15 +93,22 @@ typedef struct block_s {
   uint8_t  flags;              /* BLOCK_IN_FULL, BLOCK_FRESH */
   struct block_s *next, *prev; /* neighbours in the heap's queue for this class */
   /* Line 3: chunks freed by other threads, and whether the owner wants to be told about them. */
-  _Alignas(64) _Atomic(chunk_t *) remote;     /* raw links; the owner collects with one exchange */
-  _Atomic uint8_t full_state;                 /* BLOCK_QUEUED, BLOCK_FULL, BLOCK_NOTIFIED */
+  _Alignas(64) _Atomic uintptr_t remote;      /* remote list head | notify state: see below */
   struct block_s *notify_next;                /* link in the owner's `notified` stack */
 } block_t;
 
-/* full_state: a block out of its queue because it had no free chunk is FULL; the first remote free
- * into a FULL block moves it to NOTIFIED and pushes it on the owner's `notified` stack (only that
- * transition pushes, so a block is never on the stack twice); the owner sets it back to QUEUED. */
+/* The `remote` word holds two things that must change together: the head of the list of chunks
+ * other threads freed (chunks are 16-byte aligned) in its high bits, and the notify state in its
+ * low two bits. A block out of its queue because it had no free chunk is FULL; the remote free
+ * whose CAS finds FULL publishes its chunk and moves the block to NOTIFIED in that same CAS, then
+ * pushes the block on the owner's `notified` stack (only that transition pushes, so a block is
+ * never on the stack twice). A NOTIFIED block is never retired, so that freer may still touch it;
+ * the owner sets it back to QUEUED after popping it from the stack. Every other remote free
+ * touches nothing of the block after its CAS. (remote.c explains the whole protocol.) */
 enum { BLOCK_QUEUED = 0, BLOCK_FULL = 1, BLOCK_NOTIFIED = 2 };
+#define REMOTE_STATE_MASK ((uintptr_t)3)
+apex_inline chunk_t *remote_chunks(uintptr_t word) { return (chunk_t *)(word & ~REMOTE_STATE_MASK); }
+apex_inline uintptr_t remote_state(uintptr_t word) { return word & REMOTE_STATE_MASK; }
 
 struct superblock_s {
   /* First cache line: what every free reads. */
@@ -351,8 +358,21 @@ void   remote_free(heap_t *owner, superblock_t *sb, block_t *b, chunk_t *c);
  * superblock may then be gone too: touch neither again). */
 size_t block_collect(heap_t *heap, superblock_t *sb, block_t *b, bool *retired);
 bool   block_arm_full(block_t *b);                    /* true: a remote free raced in */
+void   block_set_queued(block_t *b);                  /* popped from `notified`: -> QUEUED, chunks kept */
+void   block_unarm_full(block_t *b);                  /* FULL -> QUEUED; NOTIFIED stays */
 void   heap_collect_notified(heap_t *heap);
 void   heap_collect_all_remote(heap_t *heap);
+
+/* Debug builds only: a test may stop a thread at a named point of a protocol, to force a window
+ * that is otherwise one instruction wide (tests/test_remote_free_window.c). */
+enum { APEX_PAUSE_AFTER_REMOTE_PUBLISH = 1, APEX_PAUSE_BEFORE_REMOTE_PUBLISH = 2 };
+#if defined(APEX_DEBUG) && APEX_DEBUG
+extern void (*volatile apex_debug_pause_hook)(int point);
+#define apex_debug_pause(point) \
+  do { void (*hook_)(int) = apex_debug_pause_hook; if (hook_ != NULL) hook_(point); } while (0)
+#else
+#define apex_debug_pause(point) ((void)0)
+#endif
 
 apex_inline superblock_t *superblock_of_block(const block_t *b) {
   return (superblock_t *)((uintptr_t)b & ~(uintptr_t)SB_MASK);   /* descriptors live in slice 0 */

@@ -1,33 +1,51 @@
 /*
  * remote.c — frees that cross threads. A chunk freed by a thread that does not own its superblock
  * is pushed onto its block's lock-free `remote` list (one CAS on a line the owner rarely touches).
- * The owner collects a block's list with one exchange when it needs that block — when the block's
- * local free list runs dry in the allocation slow path — so the chunks it reuses are the ones it
- * just touched. A block that left its class queue because it was full tells its owner about its
- * first remote free through the heap's `notified` stack, so it can come back into the queue.
- * (This is mimalloc's thread-free / delayed-free design.)
+ * The owner collects a block's list when it needs that block — when the block's local free list
+ * runs dry in the allocation slow path — so the chunks it reuses are the ones it just touched. A
+ * block that left its class queue because it was full tells its owner about its first remote free
+ * through the heap's `notified` stack, so it can come back into the queue.
+ * (This is mimalloc's thread-free list with its delayed-free flag.)
  *
  * Owns: the remote lists, the full-block notification protocol, collection.
  * Must never: touch another heap's local free lists or queues; lock (except claiming an abandoned
- * heap with a trylock, which never waits).
+ * heap with a trylock, which never waits); touch a block after publishing a chunk in it, unless
+ * that same CAS moved the block to NOTIFIED.
  *
- * Memory ordering: the freer writes the link, then publishes with a CAS; the owner's exchange
- * acquires it. `full_state` and `remote` are accessed sequentially consistently so that of a freer
- * (push, then read state) and an owner marking a block full (set state, then read remote) at least
- * one sees the other: either the owner finds the chunk, or the freer sees FULL and notifies.
- * A chunk in a remote list still counts as used in its block, so the block (and its superblock)
- * cannot be retired while the chunk is in flight.
+ * The protocol. The list head and the notify state (QUEUED / FULL / NOTIFIED) share one word,
+ * `b->remote`, so the freer's single CAS both publishes the chunk and decides whether to notify:
+ *   freer:  CAS remote: (head | s) -> (c | s'), where s' = NOTIFIED if s == FULL, else s.
+ *           Only if s was FULL: push b on owner->notified. Otherwise b is never touched again.
+ *   owner:  collects by clearing the head bits only (the state bits stay);
+ *           parks a full block with one CAS (NULL | QUEUED) -> (NULL | FULL), which fails, and
+ *           the block stays queued, when a remote free is already there;
+ *           never retires a NOTIFIED block (block_retire): it is retired, if empty, only after
+ *           it was popped from `notified`, which happens after the freer's push.
+ * Once the CAS succeeds, the owner may collect the chunk, empty, retire and unmap the block at
+ * any moment; that is why the freer must decide everything in that CAS. With the state in a
+ * separate byte, read after the CAS, a large block (always FULL) could be collected and retired
+ * by the owner, then notified by the late freer and retired a second time (tests/model/
+ * remote_free.pml shows that trace; tests/test_remote_free_window.c forces it).
+ *
+ * Memory ordering: the freer writes the link, then publishes with the CAS (release); the owner's
+ * clearing RMW acquires it. The owner's notified-stack exchange acquires the freer's push.
+ * Abandoned heaps: the freer reads `abandoned` again after its CAS (both sequentially
+ * consistent) and then raises `remote_pending`; heap_abandon publishes `abandoned`, then scans
+ * every block once more. So either that scan finds the chunk, or the flag tells a collector.
  */
 #include "internal.h"
 
-static void notify_owner(heap_t *owner, block_t *b) {
-  uint8_t expected = BLOCK_FULL;
-  if (!atomic_compare_exchange_strong(&b->full_state, &expected, BLOCK_NOTIFIED)) return;
+#if defined(APEX_DEBUG) && APEX_DEBUG
+void (*volatile apex_debug_pause_hook)(int point);
+#endif
+
+/* The CAS that published the chunk moved b from FULL to NOTIFIED: b cannot be retired until the
+ * owner pops it from `notified`, so it is safe to link it there. */
+static apex_noinline void notify_owner(heap_t *owner, block_t *b) {
   block_t *top = atomic_load_explicit(&owner->notified, memory_order_relaxed);
   do {
     b->notify_next = top;
-  } while (!atomic_compare_exchange_weak_explicit(&owner->notified, &top, b,
-                                                  memory_order_release, memory_order_relaxed));
+  } while (!atomic_compare_exchange_weak(&owner->notified, &top, b));   /* seq_cst: see heap_abandon */
 }
 
 /* A free from a thread that does not own the chunk's superblock. When the owner thread has exited,
@@ -42,14 +60,21 @@ apex_noinline void remote_free(heap_t *owner, superblock_t *sb, block_t *b, chun
       purger_defer(false);
       return;
     }
-    atomic_store_explicit(&owner->remote_pending, true, memory_order_relaxed);
   }
+  apex_assert(((uintptr_t)c & REMOTE_STATE_MASK) == 0);   /* the state bits are free */
+  apex_debug_pause(APEX_PAUSE_BEFORE_REMOTE_PUBLISH);     /* `abandoned` read, not yet pushed */
   tag_store(c, chunk_tag_free(c) ^ TAG_REMOTE);
-  chunk_t *head = atomic_load_explicit(&b->remote, memory_order_relaxed);
+  uintptr_t word = atomic_load_explicit(&b->remote, memory_order_relaxed), next;
   do {
-    c->next_enc = link_encode(b, c, head);      /* encoded like local links: see block_collect */
-  } while (!atomic_compare_exchange_weak(&b->remote, &head, c));
-  if (apex_unlikely(atomic_load(&b->full_state) == BLOCK_FULL)) notify_owner(owner, b);
+    c->next_enc = link_encode(b, c, remote_chunks(word));    /* encoded like local links: see block_collect */
+    next = (uintptr_t)c | (remote_state(word) == BLOCK_FULL ? BLOCK_NOTIFIED : remote_state(word));
+  } while (!atomic_compare_exchange_weak(&b->remote, &word, next));
+  /* From here on b may be gone, unless this CAS made it NOTIFIED. */
+  apex_debug_pause(APEX_PAUSE_AFTER_REMOTE_PUBLISH);
+  if (apex_unlikely(remote_state(word) == BLOCK_FULL)) notify_owner(owner, b);
+  /* After the push, so a collector that clears the flag and then scans cannot miss the chunk. */
+  if (apex_unlikely(atomic_load(&owner->abandoned)))
+    atomic_store_explicit(&owner->remote_pending, true, memory_order_release);
 }
 
 /* Moves every chunk of b's remote list to its local free list. Each chunk's tag is tested before
@@ -59,9 +84,10 @@ apex_noinline void remote_free(heap_t *owner, superblock_t *sb, block_t *b, chun
  * its queue, and an empty one may be retired (the caller must then not use b). */
 size_t block_collect(heap_t *heap, superblock_t *sb, block_t *b, bool *retired) {
   *retired = false;
-  if (atomic_load_explicit(&b->remote, memory_order_relaxed) == NULL) return 0;
+  if (remote_chunks(atomic_load_explicit(&b->remote, memory_order_relaxed)) == NULL) return 0;
   block_verify(b);
-  chunk_t *c = atomic_exchange_explicit(&b->remote, NULL, memory_order_acquire);
+  /* Takes the list and keeps the notify state: a NOTIFIED block stays pinned until popped. */
+  chunk_t *c = remote_chunks(atomic_fetch_and_explicit(&b->remote, REMOTE_STATE_MASK, memory_order_acquire));
   chunk_t *local = b->free;
   size_t n = 0;
   while (c != NULL) {
@@ -86,26 +112,44 @@ size_t block_collect(heap_t *heap, superblock_t *sb, block_t *b, bool *retired) 
   return n;
 }
 
-/* Before a block leaves its queue as full: announce FULL, then look once more for remote frees.
- * Returns true when some raced in (the caller collects them instead of parking the block). A
- * NOTIFIED block is already on the stack and is left as it is. */
+/* Before a block leaves its queue as full: FULL, in one CAS that fails when a remote free is
+ * already there. Returns true then (the caller collects instead of parking the block). A NOTIFIED
+ * block is already on the stack and is left as it is: popping it brings it back. */
 bool block_arm_full(block_t *b) {
-  uint8_t expected = BLOCK_QUEUED;
-  atomic_compare_exchange_strong(&b->full_state, &expected, BLOCK_FULL);
-  if (atomic_load(&b->remote) == NULL) return false;
-  expected = BLOCK_FULL;
-  atomic_compare_exchange_strong(&b->full_state, &expected, BLOCK_QUEUED);
+  uintptr_t word = atomic_load_explicit(&b->remote, memory_order_relaxed);
+  while (remote_chunks(word) == NULL) {
+    if (remote_state(word) != BLOCK_QUEUED) return false;
+    if (atomic_compare_exchange_weak_explicit(&b->remote, &word, (uintptr_t)BLOCK_FULL,
+                                              memory_order_relaxed, memory_order_relaxed))
+      return false;
+  }
   return true;
+}
+
+/* The owner has popped b from `notified`: later remote frees need not notify (until b is parked
+ * again), and an empty b may be retired from now on. The list is left as it is. */
+void block_set_queued(block_t *b) {
+  atomic_fetch_and_explicit(&b->remote, ~REMOTE_STATE_MASK, memory_order_relaxed);
+}
+
+/* A parked block comes back into its queue: FULL -> QUEUED. A NOTIFIED one stays NOTIFIED, as it
+ * is on the stack (or about to be); popping it sets QUEUED. */
+void block_unarm_full(block_t *b) {
+  uintptr_t word = atomic_load_explicit(&b->remote, memory_order_relaxed);
+  while (remote_state(word) == BLOCK_FULL &&
+         !atomic_compare_exchange_weak_explicit(&b->remote, &word, word & ~REMOTE_STATE_MASK,
+                                                memory_order_relaxed, memory_order_relaxed)) {
+  }
 }
 
 /* Brings back the full blocks that other threads freed into. */
 void heap_collect_notified(heap_t *heap) {
-  if (atomic_load_explicit(&heap->notified, memory_order_relaxed) == NULL) return;
+  if (atomic_load(&heap->notified) == NULL) return;             /* seq_cst: see heap_abandon */
   block_t *b = atomic_exchange_explicit(&heap->notified, NULL, memory_order_acquire);
   while (b != NULL) {
     block_t *next = b->notify_next;           /* read before b can be notified again */
     superblock_t *sb = superblock_of_block(b);
-    atomic_store(&b->full_state, BLOCK_QUEUED);
+    block_set_queued(b);                      /* NOTIFIED -> QUEUED: retirable from here on */
     bool retired;
     if (block_collect(heap, sb, b, &retired) == 0) {
       if (b->used == 0) {
@@ -127,7 +171,7 @@ void heap_collect_all_remote(heap_t *heap) {
     for (size_t i = 1; i < SLICES_PER_SB; i++) {
       if (((sb->free_slices >> i) & 1) || sb->slice_head[i] != i) continue;
       block_t *b = &sb->blocks[i];
-      if (atomic_load_explicit(&b->remote, memory_order_relaxed) == NULL) continue;
+      if (remote_chunks(atomic_load(&b->remote)) == NULL) continue;   /* seq_cst: see heap_abandon */
       /* Collecting may retire the block and even release the superblock: stop after the last. */
       bool last = sb->used_slices == b->slices, retired;
       block_collect(heap, sb, b, &retired);

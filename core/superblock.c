@@ -293,8 +293,7 @@ void superblock_discard(heap_t *heap, superblock_t *sb) {
     b->free = NULL;
     b->flags = 0;
     b->next = b->prev = NULL;
-    atomic_store_explicit(&b->remote, NULL, memory_order_relaxed);
-    atomic_store_explicit(&b->full_state, BLOCK_QUEUED, memory_order_relaxed);
+    atomic_store_explicit(&b->remote, (uintptr_t)BLOCK_QUEUED, memory_order_relaxed);  /* no list */
   }
   sb->free_slices = ~(uint64_t)1;
   heap->active_slices -= sb->used_slices;
