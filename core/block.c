@@ -69,6 +69,7 @@ static bool block_retire(heap_t *heap, superblock_t *sb, block_t *b) {
   block_verify(b);
   block_set_limit(b, 0);                       /* from now on no pointer passes chunk_start_ok() */
   block_seal(b);
+  counter_add(&heap->retired_blocks, 1);       /* a running apex_heap_visit re-checks its batch */
   superblock_give_slices(heap, sb, b);
   return true;
 }
@@ -76,7 +77,7 @@ static bool block_retire(heap_t *heap, superblock_t *sb, block_t *b) {
 /* Called after a free when the block became empty or was full. A full block returns to its
  * class queue; an empty block is retired unless it is the only one left for its class, which is
  * kept so that a loop allocating and freeing one object does not re-create the block each time. */
-bool block_free_slow(heap_t *heap, superblock_t *sb, block_t *b) {
+static bool block_requeue_or_retire(heap_t *heap, superblock_t *sb, block_t *b) {
   if (b->flags & BLOCK_IN_FULL) {
     b->flags &= (uint8_t)~BLOCK_IN_FULL;
     uint8_t expected = BLOCK_FULL;
@@ -89,6 +90,15 @@ bool block_free_slow(heap_t *heap, superblock_t *sb, block_t *b) {
   bool keep_spare = b->slices == 1 && heap->current[b->cls] == b && b->next == NULL;
   if (b->cls == CLASS_LARGE || heap->retire_all || !keep_spare) return block_retire(heap, sb, b);
   return false;
+}
+
+/* Retiring may release a superblock into a cache, which asks for the purge thread: the bracket
+ * starts it (or decays inline) once the free is complete, when this is the outermost operation. */
+bool block_free_slow(heap_t *heap, superblock_t *sb, block_t *b) {
+  purger_defer(true);
+  bool retired = block_requeue_or_retire(heap, sb, b);
+  purger_defer(false);
+  return retired;
 }
 
 /* Used at thread exit and on collection: retire every empty block a heap holds. */
