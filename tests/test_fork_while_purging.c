@@ -45,7 +45,7 @@ static void *child_thread(void *arg) {
 }
 
 static int child(void) {
-  alarm(20);
+  alarm(30);
   size_t decay = 50;                      /* short, to keep the test quick */
   CHECK(apex_ctl("opt.decay_ms", NULL, NULL, &decay, sizeof decay) == 0, "set opt.decay_ms");
   CHECK(du_ctl_bool("stats.purge_thread") == 0, "the child has a purge thread right after fork");
@@ -56,7 +56,11 @@ static int child(void) {
   pthread_t t;
   CHECK(pthread_create(&t, NULL, child_thread, NULL) == 0, "pthread_create in the child");
   CHECK(pthread_join(t, NULL) == 0, "pthread_join in the child");
-  du_sleep_ms((unsigned)(4 * decay + 150));
+  /* The child's purge thread starts and purges while the child sleeps: poll up to a deadline
+   * (the alarm above is the hard limit). */
+  uint64_t deadline = du_now_ms() + 15000;
+  while (du_now_ms() < deadline && (du_ctl_bool("stats.purge_thread") != 1 || du_ctl_size("stats.purged") <= purged))
+    du_sleep_ms(10);
   CHECK(du_ctl_bool("stats.purge_thread") == 1, "the child's purge thread did not start");
   CHECK(du_ctl_size("stats.purged") > purged, "nothing was purged in the child");
   return 0;

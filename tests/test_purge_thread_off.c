@@ -46,11 +46,11 @@ int main(void) {
   size_t total = (size_t)(64.0 * scale * (double)TU_MIB);
   if (total < 16 * TU_MIB) total = 16 * TU_MIB;
   apex_free(apex_malloc(64));
-  size_t base = tu_rss_bytes();
+  size_t base = du_footprint();
   size_t purged0 = du_ctl_size("stats.purged");
 
   size_t n = du_burst(slots, MAX_OBJECTS, total, 7);
-  size_t peak = tu_rss_bytes();
+  size_t peak = du_footprint();
   du_free_all(slots, n, 7);
   CHECK(thread_count() == 1, "the process has %d threads after the frees (purge thread off)", thread_count());
   CHECK(du_ctl_bool("stats.purge_thread") == 0, "stats.purge_thread says a thread runs");
@@ -58,10 +58,10 @@ int main(void) {
   size_t height = peak > base ? peak - base : 1;
   size_t allowed = height / 10;
   uint64_t deadline = du_now_ms() + 20 * decay + 5000;
-  size_t rss = tu_rss_bytes(), purged = 0;
+  size_t rss = du_footprint(), purged = 0;
   while (du_now_ms() < deadline) {
     some_activity();
-    rss = tu_rss_bytes();
+    rss = du_footprint();
     purged = du_ctl_size("stats.purged") - purged0;
     if (rss <= base + allowed && purged > 0) break;
     du_sleep_ms(10);
