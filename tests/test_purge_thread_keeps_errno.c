@@ -14,6 +14,7 @@
 
 #include "decayutil.h"
 
+#if !APEX_TEST_TSAN
 /* Bytes of address space in use, from /proc/self/statm (first field, pages). */
 static size_t vm_size_bytes(void) {
   char buf[256];
@@ -25,6 +26,7 @@ static size_t vm_size_bytes(void) {
   buf[n] = '\0';
   return (size_t)strtoul(buf, NULL, 10) * tu_page_size();
 }
+#endif
 
 int main(void) {
   setvbuf(stdout, NULL, _IONBF, 0);
