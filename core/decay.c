@@ -43,8 +43,8 @@
  * thread's work (bounded by the cache sizes) is done by whoever is there. A running thread
  * notices the option turned off at its next wake-up and exits. */
 static _Atomic int g_purger_started;      /* 0: not running (never started, off, or forked child) */
-static _Atomic int g_purger_pending;      /* a start was asked for; done at the next clean point */
-static APEX_TLS int tls_kick_deferred;    /* > 0: inside an operation that must not be re-entered */
+_Atomic int g_purger_pending;             /* a start was asked for; done at the next clean point */
+APEX_TLS int tls_purger_depth;            /* > 0: inside an operation that must not be re-entered */
 static _Atomic uint64_t g_inline_decay_ns;   /* last inline decay (opt.purge_thread = 0) */
 
 bool purger_running(void) { return atomic_load_explicit(&g_purger_started, memory_order_relaxed) != 0; }
@@ -119,8 +119,8 @@ static void decay_inline(void) {
   errno = saved_errno;
 }
 
-/* The outermost operation of this thread just ended. */
-static void clean_point(void) {
+/* The outermost operation of this thread just ended (purger_defer, internal.h). */
+void purger_clean_point(void) {
   if (!purge_thread_allowed()) decay_inline();
   else if (atomic_load_explicit(&g_purger_pending, memory_order_relaxed)) purger_start();
 }
@@ -130,12 +130,7 @@ static void clean_point(void) {
 void purger_kick(void) {
   if (atomic_load_explicit(&g_purger_started, memory_order_relaxed) || !purge_thread_allowed()) return;
   atomic_store_explicit(&g_purger_pending, 1, memory_order_relaxed);
-  if (tls_kick_deferred == 0) purger_start();
-}
-
-void purger_defer(bool on) {
-  if (on) { tls_kick_deferred++; return; }
-  if (--tls_kick_deferred == 0) clean_point();
+  if (tls_purger_depth == 0) purger_start();
 }
 
 /* In a forked child only the forking thread exists: the purger is started again on demand. */

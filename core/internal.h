@@ -244,10 +244,13 @@ void   numa_bind(void *p, size_t size, size_t node);  /* prefer `node` for these
 /* ---- decay.c: giving memory back over time ------------------------------------------------ */
 void   purger_kick(void);                             /* asks for the purge thread (memory entered a cache) */
 void   purger_after_fork_child(void);
-/* Brackets an allocator operation that must not be re-entered (a lock held, a queue or list being
- * walked). The purge thread is only ever started, and inline decay only ever runs, when the
- * outermost bracket of a thread closes: a clean point (see decay.c). */
-void   purger_defer(bool on);
+/* purger_defer (below, after the options) brackets an allocator operation that must not be
+ * re-entered (a lock held, a queue or list being walked). The purge thread is only ever started,
+ * and inline decay only ever runs, when the outermost bracket of a thread closes: a clean point
+ * (see decay.c). */
+extern APEX_TLS int tls_purger_depth;
+extern _Atomic int g_purger_pending;
+void   purger_clean_point(void);
 void   decay_init(void);                              /* reads THP and NUMA facts; no malloc */
 bool   purger_running(void);
 
@@ -447,6 +450,15 @@ typedef struct {
   char heap_map[256];                  /* APEX_HEAP_MAP: write the heap map to this file at exit */
 } apex_options_t;
 extern apex_options_t g_opt;
+
+/* Inline: a bracket costs an increment and a decrement, and a call only when the outermost one
+ * closes with something to do (a start asked for, or decay to run inline). */
+apex_inline void purger_defer(bool on) {
+  if (on) { tls_purger_depth++; return; }
+  if (--tls_purger_depth == 0 &&
+      (atomic_load_explicit(&g_purger_pending, memory_order_relaxed) | !__atomic_load_n(&g_opt.purge_thread, __ATOMIC_RELAXED)))
+    purger_clean_point();
+}
 void options_init(void);               /* reads the environment; must not allocate */
 void stats_reset_peak(void);           /* ctl.c: stats.reset */
 void report_keep_stderr(void);         /* report.c: keep a copy of stderr for the exit report */
