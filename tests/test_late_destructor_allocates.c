@@ -23,6 +23,11 @@
 #define PTHREAD_DESTRUCTOR_ITERATIONS 4
 #endif
 
+/* Under ThreadSanitizer only the rounds before the last: TSan finishes the thread in the last
+ * round from a key destructor of its own, and instrumented code running after that crashes in
+ * the sanitizer runtime (not in the allocator). */
+#define ROUNDS (APEX_TEST_TSAN ? PTHREAD_DESTRUCTOR_ITERATIONS - 1 : PTHREAD_DESTRUCTOR_ITERATIONS)
+
 enum { THREADS = 40, KEPT_PER_THREAD = PTHREAD_DESTRUCTOR_ITERATIONS };
 
 static pthread_key_t late_key;
@@ -43,7 +48,7 @@ static void late_destructor(void *value) {
   pthread_mutex_lock(&kept_lock);
   kept[kept_count++] = p;
   pthread_mutex_unlock(&kept_lock);
-  if (round < PTHREAD_DESTRUCTOR_ITERATIONS) pthread_setspecific(late_key, (void *)(round + 1));
+  if (round < ROUNDS) pthread_setspecific(late_key, (void *)(round + 1));
 }
 
 static void *worker(void *arg) {
@@ -77,8 +82,8 @@ int main(void) {
   size_t heaps_after = stat_of("stats.heaps"), abandoned = stat_of("stats.heaps_abandoned");
   printf("late_destructor_allocates: %d threads; heaps %zu -> %zu, abandoned %zu; %zu objects kept by destructors\n",
          THREADS, heaps_before, heaps_after, abandoned, kept_count);
-  CHECK(kept_count == (size_t)THREADS * PTHREAD_DESTRUCTOR_ITERATIONS, "the destructors ran %zu times, expected %d",
-        kept_count, THREADS * PTHREAD_DESTRUCTOR_ITERATIONS);
+  CHECK(kept_count == (size_t)THREADS * ROUNDS, "the destructors ran %zu times, expected %d", kept_count,
+        THREADS * ROUNDS);
   CHECK(heaps_after <= heaps_before + 2, "heaps grew from %zu to %zu over %d threads: exiting threads' heaps leak",
         heaps_before, heaps_after, THREADS - 1);
   CHECK(abandoned >= 1, "no heap is abandoned after the threads exited");
