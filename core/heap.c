@@ -3,8 +3,11 @@
  * chunks per size class. The allocation slow path, large (multi-slice) objects, thread exit and
  * the adoption of heaps whose thread is gone.
  *
- * Owns: the class queues, heap creation/adoption/abandonment, the global heap lists and lock.
- * Must never: touch a heap it does not own, except an abandoned heap taken under g_heaps_lock.
+ * Owns: the class queues, heap creation/adoption/abandonment, the global heap lists and lock, the
+ *       explicit-heap API (shared sub-heaps, the late heap for exiting threads), visiting.
+ * Must never: touch a heap it does not own, except an abandoned heap taken under g_heaps_lock;
+ * call user code (a visit callback) with a lock held; wait for the heaps lock while holding a
+ * shared_lock (the lock order is in docs/ARCHITECTURE.md, "Locks").
  *
  * Thread exit: the heap frees what it can, then goes onto the abandoned list with whatever is
  * still live in it. A new thread adopts an abandoned heap wholesale before making a new one, and
