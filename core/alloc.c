@@ -80,6 +80,7 @@ apex_noinline void *heap_alloc(heap_t *heap, size_t size, size_t alignment, bool
 void *apex_alloc_unhardened(size_t size, size_t alignment, bool zero) {
   heap_t *heap = heap_for_thread();
   if (apex_unlikely(heap == NULL)) {
+    if (heap_thread_exited()) return heap_alloc_late(size, alignment, zero);  /* a key destructor */
     void *p = bootstrap_alloc(size, alignment);       /* static memory: already zero */
     if (p == NULL) errno = ENOMEM;
     return p;

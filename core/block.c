@@ -71,8 +71,19 @@ static bool block_retire(heap_t *heap, superblock_t *sb, block_t *b) {
   block_verify(b);
   block_set_limit(b, 0);                       /* from now on no pointer passes chunk_start_ok() */
   block_seal(b);
+  counter_add(&heap->retired_blocks, 1);       /* a running apex_heap_visit re-checks its batch */
   superblock_give_slices(heap, sb, b);
   return true;
+}
+
+/* Retiring may release a superblock into a cache, which asks for the purge thread: the bracket
+ * starts it (or decays inline) once the free is complete, when this is the outermost operation.
+ * Out of line, so that a free which keeps its block as the spare pays nothing for it. */
+static apex_noinline bool block_retire_at_free(heap_t *heap, superblock_t *sb, block_t *b) {
+  purger_defer(true);
+  bool retired = block_retire(heap, sb, b);
+  purger_defer(false);
+  return retired;
 }
 
 /* Called after a free when the block became empty or was full. A full block returns to its
@@ -88,7 +99,7 @@ bool block_free_slow(heap_t *heap, superblock_t *sb, block_t *b) {
   /* Keeping a spare costs at most one 64 KiB slice per class; multi-slice blocks (0.1 to 1 MiB)
    * are always retired, or a buffer growing through the classes would leave one in each. */
   bool keep_spare = b->slices == 1 && heap->current[b->cls] == b && b->next == NULL;
-  if (b->cls == CLASS_LARGE || heap->retire_all || !keep_spare) return block_retire(heap, sb, b);
+  if (b->cls == CLASS_LARGE || heap->retire_all || !keep_spare) return block_retire_at_free(heap, sb, b);
   return false;
 }
 

@@ -6,8 +6,9 @@
  * time they entered. The purge thread wakes every decay/4 (at least 50 ms, at most 1 s) and gives
  * back what has waited for opt.decay_ms: the data slices of cached superblocks (madvise), cached
  * huge mappings (munmap). So memory comes back while the program sleeps, and the fast paths pay
- * nothing. The thread is started lazily, the first time something enters a cache, by a thread that
- * holds none of our locks; in a forked child it does not exist, and is started again the same way.
+ * nothing. The thread is started lazily, after something entered a cache, at a clean point (see
+ * below); in a forked child it does not exist, and is started again the same way. It can be
+ * turned off (opt.purge_thread): decay then happens inline, on allocator activity.
  *
  * Owns: the purge thread and its start flag, the THP mode, the NUMA node count and placement.
  * Must never: take a lock the fork handlers do not take (it may hold the heaps lock — only with a
@@ -26,12 +27,29 @@
 #include <time.h>
 #include <unistd.h>
 
-/* ---- The purge thread -------------------------------------------------------------------------- */
-static _Atomic int g_purger_started;      /* 0: not running (never started, or forked child) */
-static _Atomic int g_purger_pending;      /* a start was asked for while the caller held a lock */
-static APEX_TLS int tls_kick_deferred;    /* > 0: this thread holds the heaps lock */
+/* ---- The purge thread --------------------------------------------------------------------------
+ * When it starts: memory entering a cache (a superblock released, a huge mapping kept, a heap
+ * abandoned) only asks for it (purger_kick sets a pending flag). The thread is created at the next
+ * clean point of a thread: when the outermost allocator operation it is in ends (the depth
+ * counter purger_defer keeps reaches zero). There no lock of ours is held, no queue or list walk
+ * is in progress and the operation is complete, so pthread_create's own calloc (which comes back
+ * into this allocator in the preload build) finds every structure consistent. Not from the
+ * library constructor: every program, and every forked child before its exec, would become
+ * multi-threaded whether it ever gives memory back or not. errno is kept across the start.
+ *
+ * opt.purge_thread = 0 (APEX_PURGE_THREAD=0): no thread at all, for programs that must stay
+ * single-threaded (unshare(CLONE_NEWUSER), seccomp sandboxes, forked children). Decay then runs
+ * inline at those same clean points: at most once per interval (decay/4, 50 ms .. 1 s), the
+ * thread's work (bounded by the cache sizes) is done by whoever is there. A running thread
+ * notices the option turned off at its next wake-up and exits. */
+static _Atomic int g_purger_started;      /* 0: not running (never started, off, or forked child) */
+_Atomic int g_purger_pending;             /* a start was asked for; done at the next clean point */
+APEX_TLS int tls_purger_depth;            /* > 0: inside an operation that must not be re-entered */
+static _Atomic uint64_t g_inline_decay_ns;   /* last inline decay (opt.purge_thread = 0) */
 
 bool purger_running(void) { return atomic_load_explicit(&g_purger_started, memory_order_relaxed) != 0; }
+
+static bool purge_thread_allowed(void) { return __atomic_load_n(&g_opt.purge_thread, __ATOMIC_RELAXED) != 0; }
 
 static uint64_t interval_ns(size_t decay_ms) {
   size_t ms = decay_ms / 4;
@@ -40,35 +58,35 @@ static uint64_t interval_ns(size_t decay_ms) {
   return (uint64_t)ms * 1000000u;
 }
 
+/* One round of the purge thread's work: abandoned heaps' queued frees and idle free slices, then
+ * the caches. Takes only locks the fork handlers take (the heaps lock with a trylock). */
+static void decay_round(uint64_t now) {
+  uint64_t decay_ns = (uint64_t)atomic_load_explicit(&g_opt.decay_ms, memory_order_relaxed) * 1000000u;
+  heap_collect_abandoned_idle(now, decay_ns);
+  superblock_cache_decay(now, decay_ns);
+  huge_cache_decay(now, decay_ns);
+}
+
 static void *purger_main(void *arg) {
   (void)arg;
   for (;;) {
-    size_t decay_ms = atomic_load_explicit(&g_opt.decay_ms, memory_order_relaxed);
-    uint64_t sleep_ns = interval_ns(decay_ms);
+    uint64_t sleep_ns = interval_ns(atomic_load_explicit(&g_opt.decay_ms, memory_order_relaxed));
     struct timespec ts = { (time_t)(sleep_ns / 1000000000u), (long)(sleep_ns % 1000000000u) };
     while (nanosleep(&ts, &ts) != 0) {}
-    decay_ms = atomic_load_explicit(&g_opt.decay_ms, memory_order_relaxed);
-    uint64_t decay_ns = (uint64_t)decay_ms * 1000000u;
-    uint64_t now = os_now_ns();
-    heap_collect_abandoned_idle(now, decay_ns);
-    superblock_cache_decay(now, decay_ns);
-    huge_cache_decay(now, decay_ns);
+    if (!purge_thread_allowed()) {        /* turned off at run time: decay goes inline */
+      atomic_store_explicit(&g_purger_started, 0, memory_order_relaxed);
+      return NULL;
+    }
+    decay_round(os_now_ns());
   }
   return NULL;
 }
 
-/* Starts the purge thread unless it runs. pthread_create may call malloc (for the new thread's
- * TLS), which is why the caller must hold none of our locks; a caller holding the heaps lock marks
- * that with purger_defer and the start happens when it lets go. */
-void purger_kick(void) {
-  if (atomic_load_explicit(&g_purger_started, memory_order_relaxed)) return;
-  if (tls_kick_deferred > 0) {
-    atomic_store_explicit(&g_purger_pending, 1, memory_order_relaxed);
-    return;
-  }
+static void purger_start(void) {
   int expected = 0;
   if (!atomic_compare_exchange_strong(&g_purger_started, &expected, 1)) return;
   atomic_store_explicit(&g_purger_pending, 0, memory_order_relaxed);
+  int saved_errno = errno;               /* pthread_create's mmap, setname's open of /proc */
   /* The thread inherits a mask blocking every signal: a signal meant for the program is never
    * delivered to it. */
   sigset_t all, old;
@@ -84,13 +102,35 @@ void purger_kick(void) {
     pthread_attr_destroy(&attr);
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (err != 0) atomic_store_explicit(&g_purger_started, 0, memory_order_relaxed);  /* try again later */
+  if (err != 0) atomic_store_explicit(&g_purger_started, 0, memory_order_relaxed);  /* next kick tries again */
   else pthread_setname_np(thread, "apex-purge");
+  errno = saved_errno;
 }
 
-void purger_defer(bool on) {
-  if (on) { tls_kick_deferred++; return; }
-  if (--tls_kick_deferred == 0 && atomic_load_explicit(&g_purger_pending, memory_order_relaxed)) purger_kick();
+/* opt.purge_thread = 0: the thread's work, done here at most once per interval. */
+static void decay_inline(void) {
+  size_t decay_ms = atomic_load_explicit(&g_opt.decay_ms, memory_order_relaxed);
+  uint64_t now = os_now_ns();
+  uint64_t last = atomic_load_explicit(&g_inline_decay_ns, memory_order_relaxed);
+  if (now - last < interval_ns(decay_ms)) return;
+  if (!atomic_compare_exchange_strong(&g_inline_decay_ns, &last, now)) return;   /* another thread does it */
+  int saved_errno = errno;
+  decay_round(now);
+  errno = saved_errno;
+}
+
+/* The outermost operation of this thread just ended (purger_defer, internal.h). */
+void purger_clean_point(void) {
+  if (!purge_thread_allowed()) decay_inline();
+  else if (atomic_load_explicit(&g_purger_pending, memory_order_relaxed)) purger_start();
+}
+
+/* Memory entered a cache: the thread should run. Started here when this is already a clean
+ * point (nothing of ours is in progress on this thread), else when the outermost bracket ends. */
+void purger_kick(void) {
+  if (atomic_load_explicit(&g_purger_started, memory_order_relaxed) || !purge_thread_allowed()) return;
+  atomic_store_explicit(&g_purger_pending, 1, memory_order_relaxed);
+  if (tls_purger_depth == 0) purger_start();
 }
 
 /* In a forked child only the forking thread exists: the purger is started again on demand. */

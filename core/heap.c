@@ -3,8 +3,11 @@
  * chunks per size class. The allocation slow path, large (multi-slice) objects, thread exit and
  * the adoption of heaps whose thread is gone.
  *
- * Owns: the class queues, heap creation/adoption/abandonment, the global heap lists and lock.
- * Must never: touch a heap it does not own, except an abandoned heap taken under g_heaps_lock.
+ * Owns: the class queues, heap creation/adoption/abandonment, the global heap lists and lock, the
+ *       explicit-heap API (shared sub-heaps, the late heap for exiting threads), visiting.
+ * Must never: touch a heap it does not own, except an abandoned heap taken under g_heaps_lock;
+ * call user code (a visit callback) with a lock held; wait for the heaps lock while holding a
+ * shared_lock (the lock order is in docs/ARCHITECTURE.md, "Locks").
  *
  * Thread exit: the heap frees what it can, then goes onto the abandoned list with whatever is
  * still live in it. A new thread adopts an abandoned heap wholesale before making a new one, and
@@ -31,6 +34,25 @@ void heaps_lock(void)   { pthread_mutex_lock(&g_heaps_lock); }
 void heaps_unlock(void) { pthread_mutex_unlock(&g_heaps_lock); }
 heap_t *heaps_first(void) { return g_all_heaps; }
 
+/* ---- Fork ------------------------------------------------------------------------------------
+ * Every lock a heap has is held across fork, so the child never inherits one held by a thread
+ * that does not exist there. Lock order (docs/ARCHITECTURE.md, "Locks"): the heaps lock, then
+ * shared_locks, then huge_locks. Nobody waits for the heaps lock while holding a shared_lock (the
+ * shared sub-heap is made before that lock is taken, and a slow path under it only tries the
+ * heaps lock), and a huge_lock is only ever the innermost lock, so taking them all in this order
+ * cannot deadlock with any other thread. The list of heaps only grows, under the heaps lock. */
+void heaps_fork_prepare(void) {
+  pthread_mutex_lock(&g_heaps_lock);
+  for (heap_t *heap = g_all_heaps; heap != NULL; heap = heap->all_next) pthread_mutex_lock(&heap->shared_lock);
+  for (heap_t *heap = g_all_heaps; heap != NULL; heap = heap->all_next) pthread_mutex_lock(&heap->huge_lock);
+}
+
+void heaps_fork_parent(void) {
+  for (heap_t *heap = g_all_heaps; heap != NULL; heap = heap->all_next) pthread_mutex_unlock(&heap->huge_lock);
+  for (heap_t *heap = g_all_heaps; heap != NULL; heap = heap->all_next) pthread_mutex_unlock(&heap->shared_lock);
+  pthread_mutex_unlock(&g_heaps_lock);
+}
+
 void heaps_after_fork_child(void) {
   /* Only the forking thread survives. Other threads' heaps may have been mid-update when the
    * fork happened, so they are left untouched (never adopted); their memory stays reserved in
@@ -38,8 +60,11 @@ void heaps_after_fork_child(void) {
   pthread_mutex_init(&g_heaps_lock, NULL);
   /* A thread created in the child may reuse a dead thread's stack and so its thread pointer:
    * forget those owners so nobody mistakes such a heap for its own. */
-  for (heap_t *heap = g_all_heaps; heap != NULL; heap = heap->all_next)
+  for (heap_t *heap = g_all_heaps; heap != NULL; heap = heap->all_next) {
+    pthread_mutex_init(&heap->shared_lock, NULL);
+    pthread_mutex_init(&heap->huge_lock, NULL);
     if (heap != tls_heap) atomic_store_explicit(&heap->thread_id, 0, memory_order_relaxed);
+  }
 }
 
 /* ---- Class queues ---------------------------------------------------------------------------- */
@@ -87,8 +112,7 @@ void heap_queue_remove(heap_t *heap, block_t *b) {
  * then walk the queue preferring chunks freed before (collecting a block's remote frees when its
  * local list is dry) over carving fresh memory; park full blocks; start a new block only as a
  * last resort. */
-apex_noinline void *heap_malloc_slow(heap_t *heap, size_t size, size_t cls) {
-  (void)size;
+static void *malloc_from_queue(heap_t *heap, size_t cls) {
   heap_collect_notified(heap);
   block_t *carvable = NULL;
   block_t *b = heap->current[cls];
@@ -122,13 +146,25 @@ apex_noinline void *heap_malloc_slow(heap_t *heap, size_t size, size_t cls) {
   return block_pop(heap, carvable, carvable->free);
 }
 
+/* The walk above holds `next` pointers into the queue: nothing may re-enter this heap meanwhile
+ * (the purge thread's pthread_create would, through calloc). The bracket ends at a clean point. */
+apex_noinline void *heap_malloc_slow(heap_t *heap, size_t size, size_t cls) {
+  (void)size;
+  purger_defer(true);
+  void *p = malloc_from_queue(heap, cls);
+  purger_defer(false);
+  return p;
+}
+
 /* An object too big for the size classes gets a run of whole slices to itself: a block of
  * capacity one, so frees (local or remote) and double-free checks follow the common path. */
 apex_noinline void *heap_malloc_large(heap_t *heap, size_t size, size_t alignment) {
+  purger_defer(true);                    /* the notified stack is walked; ends at a clean point */
   heap_collect_notified(heap);
   size_t slices = size == 0 ? 1 : (size + SLICE_SIZE - 1) >> SLICE_SHIFT;
   size_t align_slices = alignment > SLICE_SIZE ? alignment >> SLICE_SHIFT : 1;
   block_t *b = superblock_take_slices(heap, slices, align_slices);
+  purger_defer(false);
   if (b == NULL) return NULL;
   uint8_t fresh = b->flags & BLOCK_FRESH;
   block_init(b, heap, CLASS_LARGE, slices << SLICE_SHIFT);
@@ -221,11 +257,17 @@ static heap_t *heap_new_locked(void) {
   return heap;
 }
 
+/* A new thread's default heap: an abandoned one if there is one, else a new one. A deleted
+ * explicit heap is never adopted: its struct is the handle the program had, and adopting it would
+ * make that stale handle valid again, an alias of this thread's default heap. It stays abandoned
+ * (swept and purged like any other) until its objects are gone. */
 static heap_t *heap_adopt_or_new(void) {
   pthread_mutex_lock(&g_heaps_lock);
-  heap_t *heap = g_abandoned;
+  heap_t **link = &g_abandoned;
+  while (*link != NULL && (*link)->explicit_handle) link = &(*link)->abandoned_next;
+  heap_t *heap = *link;
   if (heap != NULL) {
-    g_abandoned = heap->abandoned_next;
+    *link = heap->abandoned_next;
     atomic_fetch_sub_explicit(&g_abandoned_count, 1, memory_order_relaxed);
     heap->abandoned_next = NULL;
     heap->retire_all = false;
@@ -241,12 +283,20 @@ static heap_t *heap_adopt_or_new(void) {
   return heap;
 }
 
+/* Set once this thread's heap destructor has run (thread exit). A key destructor that runs after
+ * ours and allocates must not adopt a heap: nothing would abandon it again (the destructor rounds
+ * may be over), and it would keep the dead thread's id as its owner. */
+static APEX_TLS bool tls_heap_done;
+
+bool heap_thread_exited(void) { return tls_heap_done; }
+
 /* The calling thread's heap, created (or adopted) on first use. NULL while the allocator is
  * still initializing on this very thread: the caller then serves the request from the
  * bootstrap area. */
 apex_noinline heap_t *heap_for_thread(void) {
   heap_t *heap = tls_heap;
   if (heap != &g_empty_heap) return heap;
+  if (apex_unlikely(tls_heap_done)) return NULL;   /* exiting: see heap_alloc_late */
   apex_ensure_init();
   if (atomic_load_explicit(&g_init_state, memory_order_acquire) != 2) return NULL;
   heap = heap_adopt_or_new();
@@ -295,17 +345,20 @@ static void heap_purge_free(heap_t *heap) {
 /* Collects every remote free of a heap and gives back what is empty (apex_collect, on the
  * owner's behalf). */
 void heap_collect_now(heap_t *heap) {
+  purger_defer(true);
   bool keep = heap->retire_all;
   heap->retire_all = true;
   heap_collect_all_remote(heap);
   heap_retire_empty(heap);
   heap_purge_free(heap);
   heap->retire_all = keep;
+  purger_defer(false);
 }
 
 /* The heap loses its owner (thread exit, apex_heap_delete): free what can be freed, then put it
  * on the abandoned list with whatever is still live in it, for a new thread to adopt. */
 static void heap_abandon(heap_t *heap) {
+  purger_defer(true);
   heap->retire_all = true;
   heap_collect_all_remote(heap);
   heap_retire_empty(heap);
@@ -331,6 +384,9 @@ static void heap_abandon(heap_t *heap) {
   pthread_mutex_unlock(&g_heaps_lock);
   purger_defer(false);
   purger_kick();
+  /* A clean point, even at thread exit: a late calloc of pthread_create is served by
+   * heap_alloc_late, never by adopting this heap back. */
+  purger_defer(false);
 }
 
 /* The thread owning `heap` is exiting. Its explicit heaps lose their owner too: the next thread
@@ -345,8 +401,10 @@ void heap_thread_done(heap_t *heap) {
   }
   pthread_mutex_unlock(&g_heaps_lock);
   quarantine_flush(heap);
-  /* From here on this thread's frees take the remote path, so the heap can change hands. */
+  /* From here on this thread's frees take the remote path, so the heap can change hands, and its
+   * allocations (later key destructors) are served by heap_alloc_late. */
   tls_heap = &g_empty_heap;
+  tls_heap_done = true;
   heap_abandon(heap);
 }
 
@@ -367,7 +425,10 @@ bool heap_try_claim_abandoned(heap_t *heap) {
  * `all`, every abandoned heap is swept (apex_collect), not only those with pending frees. */
 static void collect_abandoned(bool all) {
   if (atomic_load_explicit(&g_abandoned_count, memory_order_relaxed) == 0) return;
-  pthread_mutex_lock(&g_heaps_lock);
+  /* Helping (a slow path that wants a superblock) never waits: it may hold a shared_lock, which
+   * ranks after the heaps lock. apex_collect waits. */
+  if (all) pthread_mutex_lock(&g_heaps_lock);
+  else if (pthread_mutex_trylock(&g_heaps_lock) != 0) return;
   purger_defer(true);
   for (heap_t *heap = g_abandoned; heap != NULL; heap = heap->abandoned_next) {
     if (!all && !atomic_load_explicit(&heap->remote_pending, memory_order_relaxed) &&
@@ -421,11 +482,13 @@ apex_export apex_heap_t *apex_heap_new_ex(const apex_heap_options_t *opts) {
   }
   apex_heap_options_t o = { .size = sizeof o };
   memcpy(&o, opts, opts->size);
-  if (heap_for_thread() == NULL) { errno = ENOMEM; return NULL; }   /* initializes the allocator */
+  /* Initializes the allocator (a thread past its heap destructor has none, and needs none). */
+  if (heap_for_thread() == NULL && !tls_heap_done) { errno = ENOMEM; return NULL; }
   pthread_mutex_lock(&g_heaps_lock);
   heap_t *heap = heap_new_locked();
   pthread_mutex_unlock(&g_heaps_lock);
   if (heap == NULL) { errno = ENOMEM; return NULL; }
+  heap->explicit_handle = true;
   heap->limit = o.size >= offsetof(apex_heap_options_t, limit) + sizeof o.limit ? o.limit : 0;
   atomic_store_explicit(&heap->thread_id, current_thread_id(), memory_order_release);
   return heap;
@@ -442,16 +505,22 @@ apex_export apex_heap_t *apex_heap_default(void) {
   return heap;
 }
 
-/* The sub-heap that serves allocations from threads other than the owner, made on first use. */
+/* The sub-heap that serves allocations from threads other than the owner, made on first use,
+ * before the caller takes shared_lock (the heaps lock ranks before it). */
 static heap_t *heap_shared_of(heap_t *heap) {
-  if (heap->shared != NULL) return heap->shared;
+  heap_t *shared = __atomic_load_n(&heap->shared, __ATOMIC_ACQUIRE);
+  if (shared != NULL) return shared;
   pthread_mutex_lock(&g_heaps_lock);
-  heap_t *shared = heap_new_locked();
+  shared = heap->shared;
+  if (shared == NULL) {
+    shared = heap_new_locked();
+    if (shared != NULL) {
+      shared->parent = heap;
+      shared->magic = 0;               /* not a handle of its own */
+      __atomic_store_n(&heap->shared, shared, __ATOMIC_RELEASE);
+    }
+  }
   pthread_mutex_unlock(&g_heaps_lock);
-  if (shared == NULL) return NULL;
-  shared->parent = heap;
-  shared->magic = 0;                   /* not a handle of its own */
-  heap->shared = shared;
   return shared;
 }
 
@@ -459,18 +528,41 @@ static heap_t *heap_shared_of(heap_t *heap) {
  * shared sub-heap, which the caller owns for the duration (frees into it from other threads
  * meanwhile take the remote path, and are collected by the next such allocation). */
 apex_noinline void *heap_alloc_shared(heap_t *heap, size_t size, size_t alignment, bool zero) {
-  pthread_mutex_lock(&heap->shared_lock);
+  purger_defer(true);                   /* a lock is held: no purge thread start inside */
   heap_t *shared = heap_shared_of(heap);
   void *p = NULL;
   if (shared != NULL) {
+    pthread_mutex_lock(&heap->shared_lock);
     atomic_store_explicit(&shared->thread_id, current_thread_id(), memory_order_relaxed);
     p = heap_alloc(shared, size, alignment, zero);
     atomic_store_explicit(&shared->thread_id, 0, memory_order_relaxed);
+    pthread_mutex_unlock(&heap->shared_lock);
   } else {
     errno = ENOMEM;
   }
-  pthread_mutex_unlock(&heap->shared_lock);
+  purger_defer(false);
   return p;
+}
+
+/* Serves a thread past its heap destructor (a later key destructor allocating): it has no heap
+ * and must not get one, so it allocates like a non-owner from one process-wide heap that no
+ * thread owns. Its objects are freed like any others (remote frees, collected by the next such
+ * allocation). */
+static heap_t *g_late_heap;
+
+void *heap_alloc_late(size_t size, size_t alignment, bool zero) {
+  heap_t *late = __atomic_load_n(&g_late_heap, __ATOMIC_ACQUIRE);
+  if (late == NULL) {
+    pthread_mutex_lock(&g_heaps_lock);
+    late = g_late_heap;
+    if (late == NULL && (late = heap_new_locked()) != NULL) {
+      late->magic = 0;                  /* not a handle */
+      __atomic_store_n(&g_late_heap, late, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&g_heaps_lock);
+    if (late == NULL) { errno = ENOMEM; return NULL; }
+  }
+  return heap_alloc_shared(late, size, alignment, zero);
 }
 
 /* Releases everything a heap holds at once: blocks with live objects included. */
@@ -490,6 +582,8 @@ static void heap_discard(heap_t *heap) {
 
 apex_export int apex_heap_destroy(apex_heap_t *heap) {
   if (!heap_handle_ok(heap) || heap->is_default || heap->parent != NULL) return EINVAL;
+  if (atomic_load_explicit(&heap->visiting, memory_order_acquire) != 0) return EBUSY;
+  purger_defer(true);
   /* Hardened mode: chunks this thread freed wait in its quarantine; let them go first (the
    * contract already forbids other threads from holding objects of a heap being destroyed). */
   if (tls_heap != &g_empty_heap) quarantine_flush(tls_heap);
@@ -507,14 +601,24 @@ apex_export int apex_heap_destroy(apex_heap_t *heap) {
     g_free_heaps = parts[i];
   }
   pthread_mutex_unlock(&g_heaps_lock);
+  purger_defer(false);
   return 0;
 }
 
+/* Only the owner may delete a heap: another thread's abandon would race with the owner's own
+ * frees, which take the lock-free local path. A heap whose owner has exited (no owner) is taken
+ * over with a CAS first, as an allocation would. */
 apex_export int apex_heap_delete(apex_heap_t *heap) {
   if (!heap_handle_ok(heap) || heap->is_default || heap->parent != NULL) return EINVAL;
+  if (atomic_load_explicit(&heap->visiting, memory_order_acquire) != 0) return EBUSY;
+  uintptr_t me = current_thread_id();
+  uintptr_t owner = atomic_load_explicit(&heap->thread_id, memory_order_relaxed);
+  if (owner != me && (owner != 0 || !atomic_compare_exchange_strong(&heap->thread_id, &owner, me)))
+    return EPERM;
+  pthread_mutex_lock(&heap->shared_lock);      /* no non-owner allocation is using it any more */
   heap_t *shared = heap->shared;
   heap->shared = NULL;
-  atomic_store_explicit(&heap->thread_id, current_thread_id(), memory_order_relaxed);
+  pthread_mutex_unlock(&heap->shared_lock);
   heap_abandon(heap);
   if (shared != NULL) {
     shared->parent = NULL;
@@ -524,37 +628,183 @@ apex_export int apex_heap_delete(apex_heap_t *heap) {
   return 0;
 }
 
-/* ---- Visiting -------------------------------------------------------------------------------- */
-static int visit_one(heap_t *heap, apex_visit_fn visit, void *arg) {
-  for (superblock_t *sb = heap->superblocks; sb != NULL; sb = sb->next) {
-    for (size_t i = 1; i < SLICES_PER_SB; i++) {
-      if (((sb->free_slices >> i) & 1) || sb->slice_head[i] != i) continue;
-      block_t *b = &sb->blocks[i];
-      if (block_limit(b) == 0) continue;
-      for (size_t k = 0; k < b->carved; k++) {
-        chunk_t *c = (chunk_t *)(b->start + k * b->chunk_size);
-        if (chunk_is_free(c)) continue;
-        int r = visit(c, b->chunk_size, arg);
-        if (r != 0) return r;
-      }
+/* ---- Visiting --------------------------------------------------------------------------------
+ * Callbacks run with no allocator lock held and no pointer into the heap's structure kept across
+ * them, so a callback may allocate (from the same heap too, with or without a limit), read
+ * statistics and free objects, the visited one included (docs/API.md states what a walk then
+ * sees). The walk covers the superblocks and huge objects the heap had when it started (so it
+ * ends, even when its callbacks keep allocating), a batch at a time:
+ *   - blocks: the live chunks of one superblock, in address order from a cursor, are copied into
+ *     a small array on the stack; before each callback the batch is re-checked. While the heap's
+ *     retired_blocks count has not moved, no block of it was retired (so none of its superblocks
+ *     was released) and reading the chunk's free tag is safe; when it has moved, the batch is
+ *     taken again from the cursor, after checking that the superblock is still the heap's.
+ *   - huge objects: (pointer, size) of each are copied under huge_lock into a scratch mapping
+ *     (os_map, never the visited heap); before each callback, under huge_lock, the object must
+ *     still be on the heap's list (checked by pointer only when something was unlinked since).
+ * The shared sub-heap's structure is changed by non-owner threads under shared_lock, so its
+ * snapshots and checks take that lock for a moment; the callback itself runs without it. */
+#define VISIT_BATCH 128
+
+typedef struct { void *p; size_t size; } visit_item_t;
+
+typedef struct {
+  heap_t *heap;                /* the handle's own part, or its shared sub-heap */
+  pthread_mutex_t *lock;       /* the sub-heap's shared_lock; NULL for the owner's own part */
+  apex_visit_fn visit;
+  void *arg;
+} walk_t;
+
+static void walk_lock(const walk_t *w)   { if (w->lock != NULL) pthread_mutex_lock(w->lock); }
+static void walk_unlock(const walk_t *w) { if (w->lock != NULL) pthread_mutex_unlock(w->lock); }
+
+static size_t retired_blocks(const heap_t *heap) {
+  return atomic_load_explicit(&heap->retired_blocks, memory_order_relaxed);
+}
+
+static bool heap_holds_superblock(const heap_t *heap, const superblock_t *sb) {
+  for (const superblock_t *s = heap->superblocks; s != NULL; s = s->next)
+    if (s == sb) return true;
+  return false;
+}
+
+/* Live chunks of sb at addresses >= cursor, in address order, at most VISIT_BATCH. */
+APEX_RACY_READER static size_t snapshot_chunks(superblock_t *sb, uintptr_t cursor, visit_item_t *out) {
+  size_t n = 0;
+  for (size_t i = 1; i < SLICES_PER_SB && n < VISIT_BATCH; i++) {
+    if (((sb->free_slices >> i) & 1) || sb->slice_head[i] != i) continue;
+    block_t *b = &sb->blocks[i];
+    if (block_limit(b) == 0) continue;
+    size_t size = b->chunk_size, k = 0;
+    if (cursor > (uintptr_t)b->start) k = (cursor - (uintptr_t)b->start + size - 1) / size;
+    for (; k < b->carved && n < VISIT_BATCH; k++) {
+      chunk_t *c = (chunk_t *)(b->start + k * size);
+      if (!chunk_is_free(c)) out[n++] = (visit_item_t){ c, size };
     }
   }
-  pthread_mutex_lock(&heap->huge_lock);
+  return n;
+}
+
+static int walk_superblock(const walk_t *w, superblock_t *sb) {
+  visit_item_t items[VISIT_BATCH];
+  uintptr_t cursor = 0;
+  size_t checked_at = (size_t)-1;      /* retired_blocks when sb was last found in the heap */
+  for (;;) {
+    walk_lock(w);
+    size_t epoch = retired_blocks(w->heap);
+    size_t n = 0;
+    if (epoch == checked_at || heap_holds_superblock(w->heap, sb)) {
+      checked_at = epoch;
+      n = snapshot_chunks(sb, cursor, items);
+    }
+    walk_unlock(w);
+    if (n == 0) return 0;
+    for (size_t i = 0; i < n; i++) {
+      /* Item 0 is fresh. Later ones: a retired block (a free by an earlier callback, or by a
+       * shared allocation) may have taken the superblock away; take the batch again. */
+      bool live = true;
+      if (i > 0) {
+        walk_lock(w);
+        bool moved = retired_blocks(w->heap) != epoch;
+        live = !moved && !chunk_is_free(items[i].p);
+        walk_unlock(w);
+        if (moved) break;
+      }
+      cursor = (uintptr_t)items[i].p + 1;
+      if (!live) continue;             /* freed since the snapshot */
+      int r = w->visit(items[i].p, items[i].size, w->arg);
+      if (r != 0) return r;
+    }
+  }
+}
+
+/* A scratch array from the OS (never from the heap being walked): n entries of `each` bytes. */
+static void *scratch_map(size_t n, size_t each, size_t *bytes) {
+  size_t page = os_page_size();
+  *bytes = (n * each + page - 1) & ~(page - 1);
+  return *bytes == 0 ? NULL : os_map(*bytes);
+}
+
+static int walk_blocks(const walk_t *w) {
+  superblock_t *on_stack[64];
+  superblock_t **set = on_stack;
+  size_t cap = 64, n = 0, mapped = 0;
+  for (;;) {
+    walk_lock(w);
+    size_t count = w->heap->superblock_count;
+    if (count <= cap) {
+      for (superblock_t *sb = w->heap->superblocks; sb != NULL && n < cap; sb = sb->next) set[n++] = sb;
+      walk_unlock(w);
+      break;
+    }
+    walk_unlock(w);
+    if (mapped != 0) os_unmap(set, mapped);
+    cap = count + 16;
+    set = scratch_map(cap, sizeof *set, &mapped);
+    if (set == NULL) return ENOMEM;
+  }
   int r = 0;
-  for (superblock_t *h = heap->huge_list; h != NULL && r == 0; h = h->all_next)
-    r = visit((uint8_t *)h + h->huge_offset, h->huge_size, arg);
-  pthread_mutex_unlock(&heap->huge_lock);
+  for (size_t i = 0; i < n && r == 0; i++) r = walk_superblock(w, set[i]);
+  if (mapped != 0) os_unmap(set, mapped);
+  return r;
+}
+
+/* Still on the heap's list (huge_lock held)? Then it is live and mapped; its size may have
+ * changed (an in-place realloc). */
+static bool huge_still_listed(const heap_t *heap, visit_item_t *item) {
+  for (superblock_t *h = heap->huge_list; h != NULL; h = h->all_next) {
+    if ((uint8_t *)h + h->huge_offset == item->p) {
+      item->size = h->huge_size;
+      return true;
+    }
+  }
+  return false;
+}
+
+static int walk_huge(const walk_t *w) {
+  heap_t *heap = w->heap;
+  visit_item_t *items = NULL;
+  size_t cap = 0, n = 0, mapped = 0, unlinked = 0;
+  for (;;) {
+    pthread_mutex_lock(&heap->huge_lock);
+    if (heap->huge_count <= cap) {
+      for (superblock_t *h = heap->huge_list; h != NULL && n < cap; h = h->all_next)
+        items[n++] = (visit_item_t){ (uint8_t *)h + h->huge_offset, h->huge_size };
+      unlinked = heap->huge_total_out;
+      pthread_mutex_unlock(&heap->huge_lock);
+      break;
+    }
+    size_t want = heap->huge_count + 16;
+    pthread_mutex_unlock(&heap->huge_lock);
+    if (mapped != 0) os_unmap(items, mapped);
+    cap = want;
+    items = scratch_map(cap, sizeof *items, &mapped);
+    if (items == NULL) return ENOMEM;
+  }
+  int r = 0;
+  for (size_t i = 0; i < n && r == 0; i++) {
+    pthread_mutex_lock(&heap->huge_lock);
+    bool live = heap->huge_total_out == unlinked || huge_still_listed(heap, &items[i]);
+    pthread_mutex_unlock(&heap->huge_lock);
+    if (live) r = w->visit(items[i].p, items[i].size, w->arg);
+  }
+  if (mapped != 0) os_unmap(items, mapped);
   return r;
 }
 
 apex_export int apex_heap_visit(apex_heap_t *heap, apex_visit_fn visit, void *arg) {
   if (!heap_handle_ok(heap) || visit == NULL) return EINVAL;
-  int r = visit_one(heap, visit, arg);
-  if (r == 0 && heap->shared != NULL) {
-    pthread_mutex_lock(&heap->shared_lock);
-    r = visit_one(heap->shared, visit, arg);
-    pthread_mutex_unlock(&heap->shared_lock);
+  atomic_fetch_add_explicit(&heap->visiting, 1, memory_order_acq_rel);
+  walk_t own = { heap, NULL, visit, arg };
+  int r = walk_blocks(&own);
+  if (r == 0) r = walk_huge(&own);
+  heap_t *shared = __atomic_load_n(&heap->shared, __ATOMIC_ACQUIRE);
+  if (r == 0 && shared != NULL) {
+    walk_t part = { shared, &heap->shared_lock, visit, arg };
+    r = walk_blocks(&part);
+    if (r == 0) r = walk_huge(&part);
   }
+  atomic_fetch_sub_explicit(&heap->visiting, 1, memory_order_acq_rel);
   return r;
 }
 

@@ -117,11 +117,13 @@ void thread_register(heap_t *heap) {
 }
 
 /* ---- Fork -------------------------------------------------------------------------------------
- * Every global lock is taken before fork and released (parent) or re-created (child) after, so the
- * child never inherits a lock held by a thread that does not exist there. Lock order: heaps,
- * superblock cache, huge cache, superblock walk. */
+ * Every lock is taken before fork and released (parent) or re-created (child) after, so the child
+ * never inherits a lock held by a thread that does not exist there: the per-heap locks as well as
+ * the global ones. The order is the one every other path respects (docs/ARCHITECTURE.md, "Locks"):
+ * heaps lock, each heap's shared_lock, each heap's huge_lock, superblock cache, huge cache,
+ * superblock walk. */
 static void fork_prepare(void) {
-  heaps_lock();
+  heaps_fork_prepare();
   superblock_cache_lock();
   huge_cache_lock();
   superblock_walk_lock();
@@ -131,7 +133,7 @@ static void fork_parent(void) {
   superblock_walk_unlock();
   huge_cache_unlock();
   superblock_cache_unlock();
-  heaps_unlock();
+  heaps_fork_parent();
 }
 
 static void fork_child(void) {

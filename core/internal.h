@@ -197,6 +197,11 @@ struct apex_heap_s {
   size_t huge_bytes, huge_count;         /* live huge objects */
   size_t huge_total_in, huge_total_out;  /* cumulative bytes of huge objects made / freed */
   heap_t *free_next;                     /* destroyed heap structs waiting for reuse */
+  bool explicit_handle;                  /* made by apex_heap_new: once deleted, never adopted as
+                                          * a default heap (its old handle must stay invalid) */
+  _Atomic uint32_t visiting;             /* apex_heap_visit walks in progress (destroy/delete: EBUSY) */
+  _Atomic size_t retired_blocks;         /* blocks retired so far (owner-written): a visit re-checks
+                                          * its snapshot when this moves */
   struct quarantined_s *quarantine;      /* hardened mode: this thread's freed chunks held back */
   size_t quarantine_count, quarantine_bytes;
 };
@@ -244,9 +249,15 @@ size_t numa_current_node(void);                       /* 0 when there is one nod
 void   numa_bind(void *p, size_t size, size_t node);  /* prefer `node` for these pages (mbind) */
 
 /* ---- decay.c: giving memory back over time ------------------------------------------------ */
-void   purger_kick(void);                             /* starts the purge thread once; no locks held */
+void   purger_kick(void);                             /* asks for the purge thread (memory entered a cache) */
 void   purger_after_fork_child(void);
-void   purger_defer(bool on);                         /* on: this thread holds the heaps lock */
+/* purger_defer (below, after the options) brackets an allocator operation that must not be
+ * re-entered (a lock held, a queue or list being walked). The purge thread is only ever started,
+ * and inline decay only ever runs, when the outermost bracket of a thread closes: a clean point
+ * (see decay.c). */
+extern APEX_TLS int tls_purger_depth;
+extern _Atomic int g_purger_pending;
+void   purger_clean_point(void);
 void   decay_init(void);                              /* reads THP and NUMA facts; no malloc */
 bool   purger_running(void);
 
@@ -393,6 +404,10 @@ void    heaps_lock(void);
 bool    heap_try_claim_abandoned(heap_t *heap);
 void    heaps_unlock(void);
 void    heaps_after_fork_child(void);
+void    heaps_fork_prepare(void);                     /* heaps lock, then every shared_lock, every huge_lock */
+void    heaps_fork_parent(void);
+bool    heap_thread_exited(void);                     /* past this thread's heap destructor */
+void   *heap_alloc_late(size_t size, size_t alignment, bool zero);
 heap_t *heaps_first(void);
 
 void    heap_queue_push_front(heap_t *heap, block_t *b);
@@ -447,6 +462,7 @@ typedef struct {
   _Atomic size_t heap_dirty_max;       /* free-but-resident bytes a heap keeps before purging (8 MiB) */
   size_t numa_nodes;                   /* APEX_NUMA_NODES: node count override (0: detect) */
   int purge_madv_free;                 /* purge with MADV_FREE instead of MADV_DONTNEED (0) */
+  int purge_thread;                    /* APEX_PURGE_THREAD: background purge thread allowed (1) */
   int thp;                             /* madvise(MADV_HUGEPAGE) new superblocks (0) */
   int secure;                          /* APEX_SECURE: requested security level (1 or 2) */
   int zero_on_free;                    /* hardened mode: fill freed chunks with zeros, not a pattern */
@@ -454,6 +470,15 @@ typedef struct {
   char heap_map[256];                  /* APEX_HEAP_MAP: write the heap map to this file at exit */
 } apex_options_t;
 extern apex_options_t g_opt;
+
+/* Inline: a bracket costs an increment and a decrement, and a call only when the outermost one
+ * closes with something to do (a start asked for, or decay to run inline). */
+apex_inline void purger_defer(bool on) {
+  if (on) { tls_purger_depth++; return; }
+  if (--tls_purger_depth == 0 &&
+      (atomic_load_explicit(&g_purger_pending, memory_order_relaxed) | !__atomic_load_n(&g_opt.purge_thread, __ATOMIC_RELAXED)))
+    purger_clean_point();
+}
 void options_init(void);               /* reads the environment; must not allocate */
 void stats_reset_peak(void);           /* ctl.c: stats.reset */
 void report_keep_stderr(void);         /* report.c: keep a copy of stderr for the exit report */

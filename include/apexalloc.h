@@ -117,16 +117,22 @@ apex_heap_t *apex_heap_new_ex(const apex_heap_options_t *opts);
 
 /* Frees everything allocated from h at once and returns its memory; h is invalid afterwards.
  * No other thread may use h or its objects meanwhile. A default heap cannot be destroyed:
- * returns EINVAL (also for NULL); 0 on success. */
+ * returns EINVAL (also for NULL or a stale handle); EBUSY while apex_heap_visit walks h (e.g. from
+ * its callback); 0 on success. */
 int apex_heap_destroy(apex_heap_t *h);
 
-/* Deletes the heap handle: h is invalid afterwards, but its live objects stay valid and can be
- * freed with apex_free from any thread; their memory is reused by other heaps. Returns 0, or
- * EINVAL for NULL or a default heap. */
+/* Deletes the heap handle: h is invalid afterwards (for good: the heap is never handed out again
+ * as another thread's default heap), but its live objects stay valid and can be freed with
+ * apex_free from any thread; their memory is reused by other heaps. Only h's owner may delete it,
+ * or any thread once h has no owner (its owner thread exited). Returns 0; EPERM when another live
+ * thread owns h (h is untouched); EINVAL for NULL, a stale handle or a default heap; EBUSY while
+ * apex_heap_visit walks h. */
 int apex_heap_delete(apex_heap_t *h);
 
 /* The calling thread's default heap (where apex_malloc allocates). Never NULL, except out of
- * memory. Valid until the thread exits. */
+ * memory, or in a thread-specific-data destructor running after ApexAlloc's own at thread exit
+ * (the thread has no default heap any more; its allocations are still served). Valid until the
+ * thread exits. */
 apex_heap_t *apex_heap_default(void);
 
 /* Allocates size bytes from h, aligned to `alignment` (0 or any power of two; 0 means the
@@ -147,7 +153,14 @@ void *apex_heap_realloc(apex_heap_t *h, void *p, size_t old_size, size_t new_siz
 typedef int (*apex_visit_fn)(void *ptr, size_t usable_size, void *arg);
 
 /* Walks the live objects of h (the calling thread must be h's owner, or h must be quiescent).
- * Returns 0 after the whole walk, the callback's non-zero value if it stopped, EINVAL for NULL. */
+ * The callback runs with no allocator lock held: it may allocate (from h too, with or without a
+ * limit), read statistics and free objects of h, the visited one included; only destroying or
+ * deleting h is refused meanwhile (EBUSY). What the walk reports then: each object live when the
+ * walk started and still live when it is reached, exactly once; never an object freed before it is
+ * reached (by the callback or another thread); objects allocated during the walk maybe (huge ones
+ * never). The walk always ends (it covers what h held when it began). Returns 0 after the whole
+ * walk, the callback's non-zero value if it stopped, EINVAL for NULL / a stale handle / a NULL
+ * callback, ENOMEM if its scratch memory (mapped from the OS, never from h) cannot be had. */
 int apex_heap_visit(apex_heap_t *h, apex_visit_fn visit, void *arg);
 
 /* 1 when p is the start of a live ApexAlloc allocation, 0 otherwise (freed, interior, foreign,

@@ -12,10 +12,26 @@
 #include "apexalloc.h"
 #include "testutil.h"
 
-/* Sleeps without calling malloc (nanosleep is a plain system call). */
+/* Milliseconds of a monotonic clock: tests poll for what they wait for up to a deadline, never
+ * sleep a fixed time and hope (a loaded machine can be slow by seconds). */
+static inline uint64_t du_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Sleeps without calling malloc (nanosleep is a plain system call): one step of a poll. */
 static inline void du_sleep_ms(unsigned ms) {
   struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
   while (nanosleep(&ts, &ts) != 0) {}
+}
+
+/* The memory the tests watch come back: the resident set, except under ThreadSanitizer, whose
+ * shadow memory for every address ever touched stays resident after the allocator purged it;
+ * there ApexAlloc's own estimate of what it keeps backed (stats.resident) stands in. */
+static inline size_t du_ctl_size(const char *name);
+static inline size_t du_footprint(void) {
+  return APEX_TEST_TSAN ? du_ctl_size("stats.resident") : tu_rss_bytes();
 }
 
 /* Lines of /proc/self/maps (one per mapping), read into a static buffer: no allocation. */

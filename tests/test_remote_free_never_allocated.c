@@ -81,7 +81,7 @@ static void run_thread(void *(*fn)(void *)) {
  * address touched and would swamp the allocator's own figure: there, the bytes ApexAlloc has
  * mapped (which is what a leak would grow) are measured instead. */
 static size_t footprint(void) {
-#if defined(APEX_TEST_TSAN)
+#if APEX_TEST_TSAN
   apex_stats_t s;
   CHECK(apex_stats_get(&s, sizeof s) == 0, "apex_stats_get failed");
   return s.mapped;

@@ -30,23 +30,28 @@ int main(void) {
   /* Warm up: the allocator, this thread's heap and stdio are set up before the baseline. */
   apex_free(apex_malloc(64));
   size_t purged0 = du_ctl_size("stats.purged");
-  size_t base = tu_rss_bytes();
+  size_t base = du_footprint();
 
   /* 1. Idle purge. */
   size_t n = du_burst(slots, MAX_OBJECTS, total, 1);
-  size_t peak = tu_rss_bytes();
+  size_t peak = du_footprint();
   du_free_all(slots, n, 1);
-  size_t after_free = tu_rss_bytes();
+  size_t after_free = du_footprint();
   size_t height = peak > base ? peak - base : 1;
+  /* A live thread's heap keeps up to opt.heap_dirty_max of free slices resident by design (only
+   * its owner may purge them): with a small burst (a reduced APEX_TEST_SCALE) that, not the
+   * percentage, is the bound. */
   size_t allowed = height / 20;
+  if (allowed < du_ctl_size("opt.heap_dirty_max") + 2 * TU_MIB) allowed = du_ctl_size("opt.heap_dirty_max") + 2 * TU_MIB;
   /* No allocator call from here until the check: only nanosleep and reads of /proc. */
   size_t rss = after_free;
-  unsigned waited = 0;
-  for (; waited < 20 * (unsigned)decay + 2000; waited += 25) {
-    rss = tu_rss_bytes();
-    if (rss <= base + allowed) break;
+  uint64_t start_ms = du_now_ms();
+  for (;;) {
+    rss = du_footprint();
+    if (rss <= base + allowed || du_now_ms() - start_ms > 20 * decay + 5000) break;
     du_sleep_ms(25);
   }
+  unsigned waited = (unsigned)(du_now_ms() - start_ms);
   printf("  idle: base %zu MiB, peak %zu MiB, right after free %zu MiB, after %u ms idle %zu MiB "
          "(%.1f%% of the burst kept)\n", base >> 20, peak >> 20, after_free >> 20, waited, rss >> 20,
          100.0 * (double)(rss > base ? rss - base : 0) / (double)height);
@@ -59,12 +64,12 @@ int main(void) {
   CHECK(du_ctl_size("stats.purged") > purged0, "stats.purged did not grow");
 
   /* 2. apex_collect gives everything back at once. */
-  base = tu_rss_bytes();
+  base = du_footprint();
   n = du_burst(slots, MAX_OBJECTS, total, 2);
-  peak = tu_rss_bytes();
+  peak = du_footprint();
   du_free_all(slots, n, 2);
   apex_collect();
-  rss = tu_rss_bytes();
+  rss = du_footprint();
   height = peak > base ? peak - base : 1;
   allowed = height / 20;
   printf("  collect: base %zu MiB, peak %zu MiB, after apex_collect %zu MiB (%.1f%% kept)\n", base >> 20,
