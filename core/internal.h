@@ -192,6 +192,8 @@ struct apex_heap_s {
   heap_t *free_next;                     /* destroyed heap structs waiting for reuse */
   struct quarantined_s *quarantine;      /* hardened mode: this thread's freed chunks held back */
   size_t quarantine_count, quarantine_bytes;
+  _Atomic uint64_t destroyed;            /* times destroyed (kept when the struct is reused) */
+  _Atomic size_t quarantine_pins;        /* threads releasing a quarantined chunk of this heap */
 };
 
 /* ---- Global state ---------------------------------------------------------------------------- */
@@ -452,6 +454,7 @@ void    hardened_free(void *p);
 size_t  hardened_usable_size(const void *p);
 void   *hardened_realloc(heap_t *heap, void *p, size_t size, size_t alignment);
 void    quarantine_flush(heap_t *heap);
+void    quarantine_heap_destroyed(heap_t *heap);   /* apex_heap_destroy, before the memory goes */
 void    block_seal(block_t *b);
 void    block_verify(const block_t *b);
 /* The ordinary paths, which the hardened ones wrap (alloc.c). */
