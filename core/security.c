@@ -319,19 +319,11 @@ size_t hardened_usable_size(const void *p) {
   return checked_size((void *)p, usable, class_of_pointer(p));
 }
 
-/* In place when the new size and its trailer fit the chunk and use at least half of it (as at
- * level 1); otherwise a new armed object, the contents copied, and the old one freed. */
+/* Always a new armed object, the contents copied, and the old one freed (into the quarantine): a
+ * stale pointer to the old location never aliases the new object. */
 void *hardened_realloc(heap_t *heap, void *p, size_t size, size_t alignment) {
   if (p == NULL) return hardened_alloc(heap, size, alignment, false);
   size_t old = hardened_usable_size(p);
-  if (!bootstrap_owns(p) && ((uintptr_t)p & (alignment - 1)) == 0 && size <= HUGE_MAX) {
-    size_t usable = apex_usable_size_unhardened(p);
-    size_t need = size + TRAILER;
-    if (need <= usable && (need >= usable / 2 || usable <= 64)) {
-      arm(p, size, usable);
-      return p;
-    }
-  }
   void *q = hardened_alloc(heap, size, alignment, false);
   if (q == NULL) return size <= old && ((uintptr_t)p & (alignment - 1)) == 0 ? p : NULL;   /* a shrink never fails */
   memcpy(q, p, old < size ? old : size);
