@@ -455,6 +455,7 @@ size_t  hardened_usable_size(const void *p);
 void   *hardened_realloc(heap_t *heap, void *p, size_t size, size_t alignment);
 void    quarantine_flush(heap_t *heap);
 void    quarantine_heap_destroyed(heap_t *heap);   /* apex_heap_destroy, before the memory goes */
+void    quarantine_after_fork_child(void);         /* other threads' pins are gone in the child */
 void    block_seal(block_t *b);
 void    block_verify(const block_t *b);
 /* The ordinary paths, which the hardened ones wrap (alloc.c). */

@@ -216,6 +216,13 @@ void quarantine_heap_destroyed(heap_t *heap) {
   while (atomic_load_explicit(&heap->quarantine_pins, memory_order_seq_cst) != 0) sched_yield();
 }
 
+/* fork: only the forking thread lives on in the child, and it held no pin (it was in fork). The
+ * pins of the others would stay forever and hang a destroy of their heap in the child. */
+void quarantine_after_fork_child(void) {
+  for (heap_t *heap = heaps_first(); heap != NULL; heap = heap->all_next)
+    atomic_store_explicit(&heap->quarantine_pins, 0, memory_order_relaxed);
+}
+
 /* A chunk leaving the quarantine must still hold exactly what free left in it, 8 bytes at a time:
  * the pattern everywhere, and its free tag in the second word. */
 static void release_quarantined(quarantined_t q) {
