@@ -88,7 +88,12 @@ void *apex_alloc_unhardened(size_t size, size_t alignment, bool zero) {
   return heap_alloc(heap, size, alignment, zero);
 }
 
+/* Every allocation that is not served by the inline fast path comes here, and the first one in
+ * the process always does (a thread without a heap has empty queues). The level is read only after
+ * initialization, so an object is armed exactly when it was made in hardened mode: the level never
+ * changes once the allocator is ready, and nothing is served from a heap before that. */
 apex_noinline void *apex_alloc_aligned(size_t size, size_t alignment, bool zero) {
+  apex_ensure_init();
   if (apex_unlikely(g_hardened)) return hardened_alloc(NULL, size, alignment, zero);
   return apex_alloc_unhardened(size, alignment, zero);
 }

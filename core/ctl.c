@@ -110,6 +110,8 @@ static int get_opt_size(const ctl_key_t *key, size_t index, void *out) {
 static int set_opt_size(const ctl_key_t *key, const void *in) {
   size_t v = *(const size_t *)in;
   if (v > key->max) return EINVAL;
+  /* Hardened mode keeps no freed huge mapping: each has a guard page behind it (security.c). */
+  if (key->field == offsetof(apex_options_t, huge_cache_bytes) && g_hardened && v != 0) return EPERM;
   atomic_store_explicit(option_size(key), v, memory_order_relaxed);
   return 0;
 }
@@ -343,7 +345,7 @@ static const ctl_key_t g_keys[] = {
   OPT_SIZE("opt.superblock_cache", "count", "APEX_SUPERBLOCK_CACHE", superblock_cache, 65536,
            "empty superblocks kept mapped for reuse (0 .. 65536)"),
   OPT_SIZE("opt.huge_cache_bytes", "bytes", "APEX_HUGE_CACHE_BYTES", huge_cache_bytes, HUGE_MAX,
-           "bytes of freed huge mappings kept for reuse; the variable accepts k/m/g suffixes"),
+           "bytes of freed huge mappings kept for reuse (k/m/g suffixes); hardened mode: 0, other values EPERM"),
   OPT_SIZE("opt.quarantine_bytes", "bytes", "APEX_QUARANTINE_BYTES", quarantine_bytes, HUGE_MAX,
            "hardened mode: bytes of freed chunks each thread holds back before reuse (k/m/g suffixes)"),
   OPT_SIZE("opt.decay_ms", "ms", "APEX_DECAY_MS", decay_ms, (size_t)86400000,

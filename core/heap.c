@@ -235,8 +235,10 @@ static heap_t *heap_new_locked(void) {
   if (heap != NULL) {
     g_free_heaps = heap->free_next;
     heap_t *keep_all_next = heap->all_next;
+    uint64_t keep_destroyed = atomic_load_explicit(&heap->destroyed, memory_order_relaxed);
     memset(heap, 0, sizeof *heap);
     heap->all_next = keep_all_next;
+    atomic_store_explicit(&heap->destroyed, keep_destroyed, memory_order_relaxed);   /* see security.c */
     heap_init_fields(heap);
     return heap;
   }
@@ -584,12 +586,12 @@ apex_export int apex_heap_destroy(apex_heap_t *heap) {
   if (!heap_handle_ok(heap) || heap->is_default || heap->parent != NULL) return EINVAL;
   if (atomic_load_explicit(&heap->visiting, memory_order_acquire) != 0) return EBUSY;
   purger_defer(true);
-  /* Hardened mode: chunks this thread freed wait in its quarantine; let them go first (the
-   * contract already forbids other threads from holding objects of a heap being destroyed). */
-  if (tls_heap != &g_empty_heap) quarantine_flush(tls_heap);
   heap_t *parts[2] = { heap, heap->shared };
   for (int i = 0; i < 2; i++) {
     if (parts[i] == NULL) continue;
+    /* Hardened mode: chunks of the heap that any thread freed may still wait in that thread's
+     * quarantine; from here they are dropped there without being touched (security.c). */
+    quarantine_heap_destroyed(parts[i]);
     heap_discard(parts[i]);
     atomic_store_explicit(&parts[i]->thread_id, 0, memory_order_relaxed);
   }

@@ -141,6 +141,7 @@ static void fork_child(void) {
   huge_cache_reset_lock();
   superblock_cache_reset_lock();
   heaps_after_fork_child();
+  quarantine_after_fork_child();
   purger_after_fork_child();
 }
 

@@ -204,6 +204,8 @@ struct apex_heap_s {
                                           * its snapshot when this moves */
   struct quarantined_s *quarantine;      /* hardened mode: this thread's freed chunks held back */
   size_t quarantine_count, quarantine_bytes;
+  _Atomic uint64_t destroyed;            /* times destroyed (kept when the struct is reused) */
+  _Atomic size_t quarantine_pins;        /* threads releasing a quarantined chunk of this heap */
 };
 
 /* ---- Global state ---------------------------------------------------------------------------- */
@@ -497,6 +499,8 @@ void    hardened_free(void *p);
 size_t  hardened_usable_size(const void *p);
 void   *hardened_realloc(heap_t *heap, void *p, size_t size, size_t alignment);
 void    quarantine_flush(heap_t *heap);
+void    quarantine_heap_destroyed(heap_t *heap);   /* apex_heap_destroy, before the memory goes */
+void    quarantine_after_fork_child(void);         /* other threads' pins are gone in the child */
 void    block_seal(block_t *b);
 void    block_verify(const block_t *b);
 /* The ordinary paths, which the hardened ones wrap (alloc.c). */

@@ -49,8 +49,14 @@ static superblock_t *huge_cache_take(size_t total) {
   return found;
 }
 
+/* Bytes mapped behind the usable size: the guard page of hardened mode, or 0. */
+static size_t huge_guard(const superblock_t *h) { return h->map_size - h->huge_offset - h->huge_size; }
+
+/* A mapping with a guard page is never cached (hardened mode keeps its huge objects fresh, and a
+ * reused one must never count its guard as usable). */
 static bool huge_cache_put(superblock_t *h) {
-  if (h->huge_offset != HUGE_HEADER || atomic_load_explicit(&g_opt.decay_ms, memory_order_relaxed) == 0 ||
+  if (h->huge_offset != HUGE_HEADER || huge_guard(h) != 0 ||
+      atomic_load_explicit(&g_opt.decay_ms, memory_order_relaxed) == 0 ||
       h->map_size > atomic_load_explicit(&g_opt.huge_cache_bytes, memory_order_relaxed) / 2)
     return false;
   bool stored = false;
@@ -170,7 +176,7 @@ void *huge_alloc(heap_t *heap, size_t size, size_t alignment, bool zero) {
   if (offset == HUGE_HEADER) {
     superblock_t *h = huge_cache_take(total);
     if (h != NULL) {
-      h->huge_size = h->map_size - HUGE_HEADER;
+      h->huge_size = h->map_size - HUGE_HEADER - huge_guard(h);   /* guard: 0, see huge_cache_put */
       atomic_store_explicit(&h->huge_state, HUGE_LIVE, memory_order_release);
       atomic_fetch_add_explicit(&g_huge_live_bytes, h->map_size, memory_order_relaxed);
       uint8_t *p = (uint8_t *)h + HUGE_HEADER;

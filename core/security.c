@@ -20,6 +20,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -121,9 +122,34 @@ void block_verify(const block_t *b) {
   if (apex_unlikely(b->crc != block_crc(b))) apex_fatal("corrupted block metadata", b->start, b->cls);
 }
 
-/* ---- Trailer and canary ---------------------------------------------------------------------- */
+/* ---- Trailer and canary ----------------------------------------------------------------------
+ * The trailer holds the requested size, keyed with the address and a secret, then mixed by a
+ * bijection that spreads every bit over the whole word (the finalizer of MurmurHash3, whose
+ * multipliers are odd and so invertible modulo 2^64). Decoding inverts the mix: after any change to
+ * the stored word, even one byte of a one-byte overflow, the decoded size is a random 64-bit number,
+ * which fits the chunk with probability below 2^-18, so the overwrite is reported as such instead
+ * of passing as a smaller size. */
+#define MIX1 0xff51afd7ed558ccdULL
+#define MIX2 0xc4ceb9fe1a85ec53ULL
+
 static uint64_t trailer_key(const void *p) {
   return (g_tag_secret ^ (uintptr_t)p) * 0x9E3779B97F4A7C15ULL;
+}
+
+static uint64_t inverse_odd(uint64_t a) {          /* Newton's iteration: a * x == 1 mod 2^64 */
+  uint64_t x = a;                                   /* right in 3 bits for odd a; each step doubles */
+  for (int i = 0; i < 5; i++) x *= 2 - a * x;
+  return x;
+}
+
+static uint64_t trailer_mix(uint64_t x) {
+  x ^= x >> 33; x *= MIX1; x ^= x >> 33; x *= MIX2; x ^= x >> 33;
+  return x;
+}
+
+static uint64_t trailer_unmix(uint64_t x) {        /* x ^= x >> 33 is its own inverse */
+  x ^= x >> 33; x *= inverse_odd(MIX2); x ^= x >> 33; x *= inverse_odd(MIX1); x ^= x >> 33;
+  return x;
 }
 
 static uint64_t *trailer_of(void *p, size_t usable) { return (uint64_t *)((uint8_t *)p + usable - TRAILER); }
@@ -132,7 +158,7 @@ static uint64_t *trailer_of(void *p, size_t usable) { return (uint64_t *)((uint8
  * size. */
 static void arm(void *p, size_t size, size_t usable) {
   memset((uint8_t *)p + size, CANARY_BYTE, usable - TRAILER - size);
-  uint64_t value = size ^ trailer_key(p);
+  uint64_t value = trailer_mix(size ^ trailer_key(p));
   memcpy(trailer_of(p, usable), &value, sizeof value);
 }
 
@@ -140,7 +166,7 @@ static void arm(void *p, size_t size, size_t usable) {
 static size_t checked_size(void *p, size_t usable, size_t cls) {
   uint64_t value;
   memcpy(&value, trailer_of(p, usable), sizeof value);
-  size_t size = (size_t)(value ^ trailer_key(p));
+  size_t size = (size_t)(trailer_unmix(value) ^ trailer_key(p));
   if (apex_unlikely(size > usable - TRAILER)) apex_fatal("heap overflow (size trailer overwritten)", p, cls);
   const uint8_t *slack = (const uint8_t *)p + size;
   for (size_t i = 0; i < usable - TRAILER - size; i++)
@@ -156,12 +182,51 @@ static size_t class_of_pointer(const void *p) {
 
 /* ---- Quarantine ------------------------------------------------------------------------------
  * One per thread (in its heap), so freeing never takes a lock: a chunk freed by any thread waits
- * in that thread's quarantine, and leaves it through the ordinary free path (remote if needed). */
-typedef struct quarantined_s { void *p; size_t usable; } quarantined_t;
+ * in that thread's quarantine, and leaves it through the ordinary free path (remote if needed).
+ *
+ * An entry names the heap that owned the chunk's block when it was freed and how many times that
+ * heap had been destroyed then. apex_heap_destroy may run while other threads' quarantines still
+ * hold chunks of the heap (they were freed, so the program is done with them): the heap's memory
+ * goes away, or to another heap, under those entries. So an entry leaves only while it holds a pin
+ * on its heap taken while the heap's destroy count was still the one it recorded; destroy first
+ * bumps the count, then waits for the pins to go. An entry of a destroyed heap is dropped without
+ * touching its memory. Heap structs are never unmapped (they are reused, keeping their destroy
+ * count), so reading the count of a destroyed heap is safe. */
+typedef struct quarantined_s {
+  void *p;
+  size_t usable;
+  heap_t *heap;                /* owner of the chunk's block at free time */
+  uint64_t destroyed;          /* heap->destroyed at free time */
+} quarantined_t;
+
+/* True with a pin on q.heap when the heap has not been destroyed since the chunk was freed. The
+ * pin and destroy's count are a Dekker pair: each side writes its own word, then reads the other's,
+ * all sequentially consistent, so at least one of the two sees the other. */
+static bool quarantine_pin(quarantined_t q) {
+  atomic_fetch_add_explicit(&q.heap->quarantine_pins, 1, memory_order_seq_cst);
+  if (atomic_load_explicit(&q.heap->destroyed, memory_order_seq_cst) == q.destroyed) return true;
+  atomic_fetch_sub_explicit(&q.heap->quarantine_pins, 1, memory_order_release);
+  return false;
+}
+
+/* apex_heap_destroy, before the heap's memory goes: entries of this heap in any quarantine are
+ * from now on dropped, and none is being released any more when this returns. */
+void quarantine_heap_destroyed(heap_t *heap) {
+  atomic_fetch_add_explicit(&heap->destroyed, 1, memory_order_seq_cst);
+  while (atomic_load_explicit(&heap->quarantine_pins, memory_order_seq_cst) != 0) sched_yield();
+}
+
+/* fork: only the forking thread lives on in the child, and it held no pin (it was in fork). The
+ * pins of the others would stay forever and hang a destroy of their heap in the child. */
+void quarantine_after_fork_child(void) {
+  for (heap_t *heap = heaps_first(); heap != NULL; heap = heap->all_next)
+    atomic_store_explicit(&heap->quarantine_pins, 0, memory_order_relaxed);
+}
 
 /* A chunk leaving the quarantine must still hold exactly what free left in it, 8 bytes at a time:
  * the pattern everywhere, and its free tag in the second word. */
 static void release_quarantined(quarantined_t q) {
+  if (!quarantine_pin(q)) return;        /* its heap was destroyed: the memory is not ours any more */
   chunk_t *c = q.p;
   uint64_t expect = g_opt.zero_on_free ? 0 : 0x0101010101010101ULL * FREED_BYTE;
   const uint64_t *words = q.p;
@@ -175,17 +240,19 @@ static void release_quarantined(quarantined_t q) {
   }
   tag_store(c, 0);                       /* from here the ordinary free path takes over */
   apex_free_unhardened(q.p);
+  atomic_fetch_sub_explicit(&q.heap->quarantine_pins, 1, memory_order_release);
 }
 
 /* Adds a freed chunk to the thread's quarantine; when it is over its slots or bytes, entries
  * chosen at random leave (so when a freed address comes back is not predictable). */
-static void quarantine_add(void *p, size_t usable) {
+static void quarantine_add(void *p, size_t usable, heap_t *owner) {
   heap_t *heap = heap_for_thread();
   size_t budget = atomic_load_explicit(&g_opt.quarantine_bytes, memory_order_relaxed);
+  quarantined_t entry = { p, usable, owner, atomic_load_explicit(&owner->destroyed, memory_order_relaxed) };
   if (heap != NULL && heap->quarantine == NULL)
     heap->quarantine = os_map(QUARANTINE_SLOTS * sizeof(quarantined_t));
   if (heap == NULL || heap->quarantine == NULL || usable > budget) {
-    release_quarantined((quarantined_t){ p, usable });
+    release_quarantined(entry);
     return;
   }
   while (heap->quarantine_count > 0 &&
@@ -196,7 +263,7 @@ static void quarantine_add(void *p, size_t usable) {
     heap->quarantine_bytes -= out.usable;
     release_quarantined(out);
   }
-  heap->quarantine[heap->quarantine_count++] = (quarantined_t){ p, usable };
+  heap->quarantine[heap->quarantine_count++] = entry;
   heap->quarantine_bytes += usable;
 }
 
@@ -209,13 +276,28 @@ void quarantine_flush(heap_t *heap) {
   }
 }
 
-/* ---- The hardened entry points --------------------------------------------------------------- */
+/* ---- The hardened entry points ---------------------------------------------------------------
+ * Which objects are armed: every object made after initialization, in hardened mode. The level is
+ * read once, in global_init, before any heap exists, and never changes (apex_alloc_aligned waits
+ * for initialization before it looks at the level); objects of the bootstrap area (allocations made
+ * by the C library while ApexAlloc itself starts) are never armed, and their free is a no-op. */
+static void *alloc_need(heap_t *heap, size_t need, size_t alignment) {
+  return heap == NULL ? apex_alloc_unhardened(need, alignment, false)
+                      : heap_alloc_unhardened(heap, need, alignment, false);
+}
+
 void *hardened_alloc(heap_t *heap, size_t size, size_t alignment, bool zero) {
   size_t need;
   if (__builtin_add_overflow(size, TRAILER, &need)) { errno = ENOMEM; return NULL; }
-  void *p = heap == NULL ? apex_alloc_unhardened(need, alignment, false)
-                        : heap_alloc_unhardened(heap, need, alignment, false);
-  if (p == NULL) return NULL;
+  void *p = alloc_need(heap, need, alignment);
+  if (p == NULL && heap != NULL && (heap->parent != NULL ? heap->parent : heap)->limit != 0 &&
+      tls_heap != &g_empty_heap && tls_heap->quarantine_count > 0) {
+    /* A heap's limit counts the chunks still in quarantine: a program that frees and allocates
+     * again under its limit must not fail for it. Let this thread's quarantine go and retry. */
+    quarantine_flush(tls_heap);
+    p = alloc_need(heap, need, alignment);
+  }
+  if (p == NULL || bootstrap_owns(p)) return p;         /* bootstrap memory is never armed */
   size_t usable = apex_usable_size_unhardened(p);
   if (zero) memset(p, 0, size);
   arm(p, size, usable);
@@ -234,7 +316,7 @@ void hardened_free(void *p) {
   }
   memset(p, g_opt.zero_on_free ? 0 : FREED_BYTE, usable);
   tag_store(((chunk_t *)p), chunk_tag_free(p));         /* a second free is a double free */
-  quarantine_add(p, usable);
+  quarantine_add(p, usable, atomic_load_explicit(&sb->heap, memory_order_relaxed));
 }
 
 size_t hardened_usable_size(const void *p) {
@@ -244,6 +326,8 @@ size_t hardened_usable_size(const void *p) {
   return checked_size((void *)p, usable, class_of_pointer(p));
 }
 
+/* Always a new armed object, the contents copied, and the old one freed (into the quarantine): a
+ * stale pointer to the old location never aliases the new object. */
 void *hardened_realloc(heap_t *heap, void *p, size_t size, size_t alignment) {
   if (p == NULL) return hardened_alloc(heap, size, alignment, false);
   size_t old = hardened_usable_size(p);

@@ -61,7 +61,8 @@ void *apex_calloc(size_t count, size_t size);
  *   - size == 0 frees p and returns a fresh minimal allocation (never NULL unless out of memory),
  *     so the result is always either NULL (failure, p untouched) or a pointer to free.
  *   - On failure returns NULL, sets errno = ENOMEM, and p stays valid and unchanged.
- *   - Resizing within the same size class (and most shrinks) happens in place. */
+ *   - Resizing within the same size class (and most shrinks) happens in place; in hardened mode
+ *     (APEX_SECURE=2) realloc always moves, so a stale pointer never aliases the new object. */
 void *apex_realloc(void *p, size_t size);
 
 /* Like apex_realloc(p, count*size) but returns NULL / ENOMEM when the product overflows. */
@@ -116,9 +117,10 @@ apex_heap_t *apex_heap_new(void);
 apex_heap_t *apex_heap_new_ex(const apex_heap_options_t *opts);
 
 /* Frees everything allocated from h at once and returns its memory; h is invalid afterwards.
- * No other thread may use h or its objects meanwhile. A default heap cannot be destroyed:
- * returns EINVAL (also for NULL or a stale handle); EBUSY while apex_heap_visit walks h (e.g. from
- * its callback); 0 on success. */
+ * No other thread may use h or its objects meanwhile; objects of h that other threads have already
+ * freed are fine, even while they still wait in those threads' hardened-mode quarantines. A default
+ * heap cannot be destroyed: returns EINVAL (also for NULL or a stale handle); EBUSY while
+ * apex_heap_visit walks h (e.g. from its callback); 0 on success. */
 int apex_heap_destroy(apex_heap_t *h);
 
 /* Deletes the heap handle: h is invalid afterwards (for good: the heap is never handed out again

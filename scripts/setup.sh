@@ -23,6 +23,9 @@ want_cmd sqlite3  sqlite3               # real programs under LD_PRELOAD / APEX_
 want_cmd git      git
 want_cmd gzip     gzip
 want_cmd awk      mawk
+want_cmd ssh      openssh-client        # real programs under APEX_SECURE=2 (tests/hardened)
+want_cmd curl     curl
+want_cmd make     make
 [ -e "$(gcc -print-file-name=libtsan.so)" ]  || need+=(libtsan2)
 [ -e "$(gcc -print-file-name=libubsan.so)" ] || need+=(libubsan1)
 

@@ -7,8 +7,11 @@
  * stats.mapped; and the options really steer the allocator: with opt.superblock_cache = 0, freeing
  * everything and collecting leaves no cached superblock, and with opt.huge_cache_bytes = 0 a freed
  * huge object is unmapped at once.
+ * Hardened mode (APEX_SECURE=2, label hardened) keeps no freed huge mapping: opt.huge_cache_bytes
+ * is 0 there, and writing another value fails with EPERM and changes nothing (docs/API.md).
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,12 +31,16 @@ static void set_size(const char *name, size_t v) {
   CHECK(err == 0, "write %s = %zu: %d", name, v, err);
 }
 
+/* The security level the library runs at (2: hardened). */
+static size_t secure_level(void) { return get_size("opt.secure"); }
+
 int main(void) {
+  bool hardened = secure_level() == 2;
   /* Defaults (the test runs without APEX_* variables; see tests/CMakeLists.txt). */
   if (getenv("APEX_SUPERBLOCK_CACHE") == NULL)
     CHECK(get_size("opt.superblock_cache") == 8, "default opt.superblock_cache = %zu", get_size("opt.superblock_cache"));
   if (getenv("APEX_HUGE_CACHE_BYTES") == NULL)
-    CHECK(get_size("opt.huge_cache_bytes") == (size_t)32 << 20, "default opt.huge_cache_bytes = %zu",
+    CHECK(get_size("opt.huge_cache_bytes") == (hardened ? 0 : (size_t)32 << 20), "default opt.huge_cache_bytes = %zu",
           get_size("opt.huge_cache_bytes"));
   const char *map = NULL;
   size_t len = sizeof map;
@@ -48,7 +55,12 @@ int main(void) {
     if (!info.writable || info.type == APEX_CTL_COMMAND) continue;
     CHECK(info.index_count == 0, "%s: a writable family is not tested here", info.name);
     writable++;
-    if (info.type == APEX_CTL_SIZE) {
+    if (info.type == APEX_CTL_SIZE && hardened && strcmp(info.name, "opt.huge_cache_bytes") == 0) {
+      size_t one = 1, zero = 0;
+      CHECK(apex_ctl(info.name, NULL, NULL, &one, sizeof one) == EPERM, "%s: hardened mode accepted 1", info.name);
+      CHECK(get_size(info.name) == 0, "%s: a refused write changed it to %zu", info.name, get_size(info.name));
+      CHECK(apex_ctl(info.name, NULL, NULL, &zero, sizeof zero) == 0, "%s: hardened mode refused 0", info.name);
+    } else if (info.type == APEX_CTL_SIZE) {
       size_t old = get_size(info.name);
       size_t want = old + 1;
       set_size(info.name, want);

@@ -4,7 +4,8 @@
  *     the small size classes, into the large path (> 1 MiB, > 4 MiB, up to 17 MiB) and back down;
  *   - the same for direct jumps between small and large and between large sizes, with other blocks live;
  *   - growing within the usable size happens in place (the header: "resizing within the same size
- *     class happens in place");
+ *     class happens in place"), except in hardened mode (APEX_SECURE=2), where realloc always moves
+ *     (the header and docs/SECURITY.md);
  *   - realloc(NULL, n) behaves as malloc(n);
  *   - realloc(p, 0) returns a pointer to free (never NULL unless out of memory), per the header;
  *   - an impossible size returns NULL with errno ENOMEM and leaves the old block valid and unchanged;
@@ -191,13 +192,18 @@ static void null_and_zero(const api_t *api) {
 }
 
 static void in_place(const api_t *api) {
+  size_t level = 0, len = sizeof level;
+  CHECK(apex_ctl("opt.secure", &level, &len, NULL, 0) == 0, "opt.secure");
   for (size_t s = 1; s <= 4096; s += 7) {
     void *p = api->alloc(s);
     CHECK(p != NULL, "%s: alloc(%zu) failed", api->name, s);
     size_t u = api->usable(p);
     tu_fill(p, s, s);
     void *q = api->resize(p, u);
-    CHECK(q == p, "%s(%p of %zu, %zu = its usable size) moved the block to %p", api->name, p, s, u, q);
+    if (level == 2)
+      CHECK(q != NULL && q != p, "%s(%p of %zu, %zu): hardened realloc stayed in place", api->name, p, s, u);
+    else
+      CHECK(q == p, "%s(%p of %zu, %zu = its usable size) moved the block to %p", api->name, p, s, u, q);
     CHECK(tu_verify(q, s, s) == SIZE_MAX, "%s(%zu -> usable %zu) lost contents", api->name, s, u);
     api->release(q);
   }

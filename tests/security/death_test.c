@@ -10,6 +10,11 @@
  *
  *   death_test --what "double free" --class "size class 3, 48 bytes" -- prog [args...]
  *   death_test --what ... --class ... --timeout 30 -- prog [args...]
+ *   death_test --fault -- prog [args...]
+ *
+ * With --fault the program must instead be killed by SIGSEGV (a guard page), with nothing on
+ * stderr, after announcing the address it expects to fault at (APEX_EXPECT_AT) and, from its own
+ * SIGSEGV handler, the address it did fault at (APEX_FAULT_AT 0x...): the two must be equal.
  *
  * Exit status 0 when the program died as expected, 1 otherwise (with an explanation). The runner
  * itself is plain C with glibc's malloc: it is not linked with ApexAlloc.
@@ -46,7 +51,7 @@ static void buffer_add(buffer *b, const char *s, size_t n) {
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: death_test --what TEXT --class TEXT [--timeout SECONDS] -- program [args...]\n");
+  fprintf(stderr, "usage: death_test (--what TEXT --class TEXT | --fault) [--timeout SECONDS] -- program [args...]\n");
   exit(1);
 }
 
@@ -74,17 +79,20 @@ static void show(const char *label, const char *text) {
 
 int main(int argc, char **argv) {
   const char *what = NULL, *cls = NULL;
+  bool fault = false;
   double timeout = 60;
   int i = 1;
   for (; i < argc; i++) {
     if (strcmp(argv[i], "--") == 0) { i++; break; }
+    if (strcmp(argv[i], "--fault") == 0) { fault = true; continue; }
     if (i + 1 >= argc) usage();
     if (strcmp(argv[i], "--what") == 0) what = argv[++i];
     else if (strcmp(argv[i], "--class") == 0) cls = argv[++i];
     else if (strcmp(argv[i], "--timeout") == 0) timeout = atof(argv[++i]);
     else usage();
   }
-  if (what == NULL || cls == NULL || i >= argc || timeout <= 0) usage();
+  if (fault ? (what != NULL || cls != NULL) : (what == NULL || cls == NULL)) usage();
+  if (i >= argc || timeout <= 0) usage();
   char **child_argv = argv + i;
 
   int out_pipe[2], err_pipe[2];
@@ -151,8 +159,19 @@ int main(int argc, char **argv) {
     sscanf(at + strlen("APEX_EXPECT_AT "), "%63s", address);
   }
 
+  /* --fault: where the program's SIGSEGV handler says the fault was. */
+  char fault_address[64] = "";
+  int faults = 0;
+  for (const char *at = out.data; (at = strstr(at, "APEX_FAULT_AT ")) != NULL; at++) {
+    faults++;
+    sscanf(at + strlen("APEX_FAULT_AT "), "%63s", fault_address);
+  }
+
   char expected[1024];
-  snprintf(expected, sizeof expected, "apexalloc: %s at %s (%s)", what, address[0] ? address : "<address>", cls);
+  if (fault)
+    snprintf(expected, sizeof expected, "(nothing; SIGSEGV at %s)", address[0] ? address : "<address>");
+  else
+    snprintf(expected, sizeof expected, "apexalloc: %s at %s (%s)", what, address[0] ? address : "<address>", cls);
 
   /* stderr must be exactly the expected line (one line, newline-terminated). */
   int matching = 0, other = 0;
@@ -175,21 +194,29 @@ int main(int argc, char **argv) {
              "it did not reach its misuse", announcements);
     problem = why;
   } else if (WIFEXITED(status)) {
-    snprintf(why, sizeof why, "the program exited normally with status %d instead of being killed by SIGABRT",
-             WEXITSTATUS(status));
+    snprintf(why, sizeof why, "the program exited normally with status %d instead of being killed by %s",
+             WEXITSTATUS(status), fault ? "SIGSEGV" : "SIGABRT");
     problem = why;
-  } else if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT) {
-    snprintf(why, sizeof why, "the program was killed by signal %d (%s), not SIGABRT",
+  } else if (!WIFSIGNALED(status) || WTERMSIG(status) != (fault ? SIGSEGV : SIGABRT)) {
+    snprintf(why, sizeof why, "the program was killed by signal %d (%s), not %s",
              WIFSIGNALED(status) ? WTERMSIG(status) : -1,
-             WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "?");
+             WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "?", fault ? "SIGSEGV" : "SIGABRT");
     problem = why;
-  } else if (matching != 1 || other != 0) {
+  } else if (fault && (faults != 1 || strcmp(fault_address, address) != 0)) {
+    snprintf(why, sizeof why, "the program reported %d fault(s), at %s; want one, at the announced %s", faults,
+             fault_address[0] ? fault_address : "(none)", address);
+    problem = why;
+  } else if (fault && err.data[0] != '\0') {
+    snprintf(why, sizeof why, "stderr is not empty");
+    problem = why;
+  } else if (!fault && (matching != 1 || other != 0)) {
     snprintf(why, sizeof why, "stderr has %d line(s) equal to the expected one and %d other line(s); want exactly "
              "the expected line and nothing else", matching, other);
     problem = why;
   }
 
-  printf("%s: %s\n", problem ? "FAIL" : "PASS", problem ? problem : "killed by SIGABRT with the expected line");
+  printf("%s: %s\n", problem ? "FAIL" : "PASS",
+         problem ? problem : fault ? "killed by SIGSEGV at the expected address" : "killed by SIGABRT with the expected line");
   printf("  program: ");
   for (char **a = child_argv; *a; a++) printf("%s%s", *a, a[1] ? " " : "\n");
   printf("  expected stderr: %s\n", expected);
