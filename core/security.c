@@ -289,6 +289,7 @@ static void *alloc_need(heap_t *heap, size_t need, size_t alignment) {
 void *hardened_alloc(heap_t *heap, size_t size, size_t alignment, bool zero) {
   size_t need;
   if (__builtin_add_overflow(size, TRAILER, &need)) { errno = ENOMEM; return NULL; }
+  int saved_errno = errno;
   void *p = alloc_need(heap, need, alignment);
   if (p == NULL && heap != NULL && (heap->parent != NULL ? heap->parent : heap)->limit != 0 &&
       tls_heap != &g_empty_heap && tls_heap->quarantine_count > 0) {
@@ -296,6 +297,7 @@ void *hardened_alloc(heap_t *heap, size_t size, size_t alignment, bool zero) {
      * again under its limit must not fail for it. Let this thread's quarantine go and retry. */
     quarantine_flush(tls_heap);
     p = alloc_need(heap, need, alignment);
+    if (p != NULL) errno = saved_errno;             /* the first refusal set ENOMEM */
   }
   if (p == NULL || bootstrap_owns(p)) return p;         /* bootstrap memory is never armed */
   size_t usable = apex_usable_size_unhardened(p);
