@@ -6,10 +6,12 @@
  *
  * Cost of the fast paths (x86-64, release build):
  *   malloc <= 1 KiB: a TLS load, a table lookup, a free-list pop with a decoded and range-checked
- *     link, and setting the chunk's live bit — about 20 instructions with two untaken branches.
- *   free: a registry bit test (is this ours?), the block descriptor, a multiply-shift to find the
- *     chunk index (rejects interior pointers), a live-bit test (rejects double frees), then either
- *     a push onto the block's local list or one CAS onto the owner's remote stack.
+ *     link, a check of the chunk's free tag, and clearing the chunk's first two words — about 20
+ *     instructions with two untaken branches.
+ *   free: a registry bit test (is this ours?), the block descriptor, a range test against the
+ *     carved extent and a multiply (rejects interior and never-carved addresses), a free-tag test
+ *     (rejects double frees), then either a push onto the block's local list or, after checking
+ *     the superblock header, one CAS onto the owner's remote stack.
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -143,16 +145,20 @@ apex_export int apex_posix_memalign(void **out, size_t alignment, size_t size) {
  * whose live bit is set. Anything else aborts naming what was wrong. */
 apex_cold apex_noreturn static void pointer_invalid(superblock_t *sb, block_t *b, const void *p, const char *op) {
   bool is_free = op[0] == 'f';
+  uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)b->start);
+  bool on_grid = b->chunk_size != 0 && off < (uint64_t)b->capacity * b->chunk_size &&
+                 off * b->div_magic <= b->div_magic - 1;
   if (block_limit(b) == 0) {
     /* A retired block keeps its geometry: a pointer to one of its former chunks was freed before
      * (the block emptied and went away). */
-    uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)b->start);
-    if (b->chunk_size != 0 && off < (uint64_t)b->capacity * b->chunk_size && off * b->div_magic <= b->div_magic - 1)
-      apex_fatal(is_free ? "double free" : "use of a freed pointer", p, b->cls);
+    if (on_grid) apex_fatal(is_free ? "double free" : "use of a freed pointer", p, b->cls);
     apex_fatal(is_free ? "invalid free (no allocation here)" : "invalid pointer (no allocation here)", p, (size_t)-1);
   }
-  if (!chunk_start_ok(b, p))
+  if (!on_grid)
     apex_fatal(is_free ? "invalid free (interior pointer)" : "invalid pointer (interior pointer)", p, b->cls);
+  /* A chunk start of a block in use, past what the block has carved: never handed out. */
+  if (off >= block_limit(b))
+    apex_fatal(is_free ? "invalid free (never allocated)" : "invalid pointer (never allocated)", p, b->cls);
   (void)sb;
   apex_fatal(is_free ? "double free" : "use of a freed pointer", p, b->cls);
 }
@@ -169,19 +175,29 @@ apex_cold static void free_unregistered(void *p, const char *what) {
   apex_fatal(what, p, NO_CLASS);
 }
 
-static void huge_check_live(superblock_t *sb, const void *p, const char *what) {
-  if (apex_unlikely((const uint8_t *)p != (const uint8_t *)sb + sb->huge_offset))
+static huge_t *huge_check_live(superblock_t *sb, const void *p, const char *what) {
+  huge_t *h = (huge_t *)sb;
+  huge_verify(h, p);
+  if (apex_unlikely((const uint8_t *)p != (const uint8_t *)h + h->huge_offset))
     apex_fatal("invalid pointer (interior pointer)", p, CLASS_LARGE);
-  if (apex_unlikely(atomic_load_explicit(&sb->huge_state, memory_order_acquire) != HUGE_LIVE))
+  if (apex_unlikely(atomic_load_explicit(&h->huge_state, memory_order_acquire) != HUGE_LIVE))
     apex_fatal(what, p, CLASS_LARGE);
+  return h;
 }
 
 /* ---- Free ------------------------------------------------------------------------------------ */
+/* A free into another thread's heap: the owner found in the superblock header is checked before
+ * anything is pushed or notified. Out of line, so the local path keeps its tail call shape. */
+apex_noinline static void free_remote(heap_t *owner, superblock_t *sb, block_t *b, chunk_t *c) {
+  superblock_verify(sb);
+  remote_free(owner, sb, b, c);
+}
+
 /* The checked free of level 1, shared by apex_free and the hardened mode's eviction. */
 apex_inline void free_checked(void *p) {
   superblock_t *sb = superblock_of(p);
   if (apex_unlikely(sb == NULL)) { free_unregistered(p, "invalid free (not allocated by apexalloc)"); return; }
-  if (apex_unlikely(sb->kind != SB_KIND_BLOCKS)) { huge_free(sb, p); return; }
+  if (apex_unlikely(sb->kind != SB_KIND_BLOCKS)) { huge_free((huge_t *)sb, p); return; }
   block_t *b = block_of(sb, p);
   if (APEX_CHECKS && apex_unlikely(!chunk_start_ok(b, p))) pointer_invalid(sb, b, p, "free");
   if (APEX_CHECKS && apex_unlikely(chunk_is_free((chunk_t *)p))) pointer_invalid(sb, b, p, "free");
@@ -189,7 +205,7 @@ apex_inline void free_checked(void *p) {
   if (apex_likely(atomic_load_explicit(&owner->thread_id, memory_order_relaxed) == current_thread_id()))
     heap_free_local(owner, sb, b, (chunk_t *)p);
   else
-    remote_free(owner, sb, b, (chunk_t *)p);
+    free_remote(owner, sb, b, (chunk_t *)p);
 }
 
 apex_export void apex_free(void *p) {
@@ -217,10 +233,8 @@ size_t usable_size_checked(const void *p, const char *op) {
     apex_fatal(op[0] == 'f' ? "invalid free (not allocated by apexalloc)" : "invalid pointer (not allocated by apexalloc)",
                p, NO_CLASS);
   }
-  if (sb->kind != SB_KIND_BLOCKS) {
-    huge_check_live(sb, p, op[0] == 'f' ? "double free" : "use of a freed pointer");
-    return sb->huge_size;
-  }
+  if (sb->kind != SB_KIND_BLOCKS)
+    return huge_check_live(sb, p, op[0] == 'f' ? "double free" : "use of a freed pointer")->huge_size;
   return block_checked(sb, p, op)->chunk_size;
 }
 
@@ -247,10 +261,10 @@ apex_export void *apex_realloc(void *p, size_t size) {
     if (!bootstrap_owns(p)) apex_fatal("invalid realloc (not allocated by apexalloc)", p, NO_CLASS);
     usable = bootstrap_usable_size(p);
   } else if (sb->kind != SB_KIND_BLOCKS) {
-    huge_check_live(sb, p, "realloc of a freed pointer");
-    usable = sb->huge_size;
+    huge_t *h = huge_check_live(sb, p, "realloc of a freed pointer");
+    usable = h->huge_size;
     if (size > LARGE_MAX) {
-      void *q = huge_realloc(sb, p, size);
+      void *q = huge_realloc(h, p, size);
       if (q != NULL) return q;
     }
   } else {
@@ -260,9 +274,10 @@ apex_export void *apex_realloc(void *p, size_t size) {
     if (size <= usable && (size >= usable / 2 || usable <= 64)) return p;
     /* A large object stays large: grow into free slices behind it, or give back its tail. */
     if (b->cls == CLASS_LARGE && size > SMALL_MAX && size <= LARGE_MAX &&
-        atomic_load_explicit(&sb->heap, memory_order_relaxed) == tls_heap &&
-        heap_resize_large(tls_heap, sb, b, size))
-      return p;
+        atomic_load_explicit(&sb->heap, memory_order_relaxed) == tls_heap) {
+      superblock_verify(sb);
+      if (heap_resize_large(tls_heap, sb, b, size)) return p;
+    }
   }
   void *q = apex_malloc(size);
   if (q == NULL) return NULL;                          /* errno = ENOMEM, p untouched */
@@ -365,15 +380,27 @@ apex_export void *apex_heap_realloc(apex_heap_t *heap, void *p, size_t old_size,
 }
 
 /* ---- Ownership queries ---------------------------------------------------------------------- */
+/* 1 for a live object only: 0 for free chunks, never-carved chunk addresses, interior pointers,
+ * freed huge objects and anything else. Never aborts, and never faults on a pointer freed (and
+ * unmapped) by another thread meanwhile: the reads happen inside registry_read_begin/end, which
+ * keeps the registry bit and the mapping behind it together (see superblock.c). */
 apex_export int apex_owns(const void *p) {
-  if (p == NULL) return 0;
-  superblock_t *sb = superblock_of(p);
-  if (sb == NULL) return 0;
-  if (sb->kind != SB_KIND_BLOCKS)
-    return (const uint8_t *)p == (const uint8_t *)sb + sb->huge_offset &&
-           atomic_load_explicit(&sb->huge_state, memory_order_acquire) == HUGE_LIVE;
-  block_t *b = block_of(sb, p);
-  return chunk_start_ok(b, p) && !chunk_is_free((const chunk_t *)p);
+  if (p == NULL || superblock_of(p) == NULL) return 0;
+  registry_read_begin();
+  superblock_t *sb = superblock_of(p);                 /* again, now that no unmap can overtake */
+  int owned = 0;
+  if (sb == NULL) {
+    owned = 0;
+  } else if (sb->kind == SB_KIND_HUGE) {
+    const huge_t *h = (const huge_t *)sb;
+    owned = (const uint8_t *)p == (const uint8_t *)h + h->huge_offset &&
+            atomic_load_explicit(&h->huge_state, memory_order_acquire) == HUGE_LIVE;
+  } else if (sb->kind == SB_KIND_BLOCKS) {
+    block_t *b = block_of(sb, p);
+    owned = chunk_start_ok(b, p) && !chunk_is_free((const chunk_t *)p);
+  }
+  registry_read_end();
+  return owned;
 }
 
 /* ---- Version --------------------------------------------------------------------------------- */

@@ -534,7 +534,7 @@ static int visit_one(heap_t *heap, apex_visit_fn visit, void *arg) {
   }
   pthread_mutex_lock(&heap->huge_lock);
   int r = 0;
-  for (superblock_t *h = heap->huge_list; h != NULL && r == 0; h = h->all_next)
+  for (huge_t *h = heap->huge_list; h != NULL && r == 0; h = h->all_next)
     r = visit((uint8_t *)h + h->huge_offset, h->huge_size, arg);
   pthread_mutex_unlock(&heap->huge_lock);
   return r;
