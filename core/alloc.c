@@ -30,28 +30,68 @@ static bool large_fits(size_t size, size_t alignment) {
   return alignment < SB_SIZE && first + slices <= SLICES_PER_SB;
 }
 
-/* A heap with a limit refuses what would take it over: live bytes of the heap and of its shared
- * sub-heap, plus this request. Remote frees not yet collected still count (conservative). */
-apex_cold static bool heap_over_limit(heap_t *heap, size_t size) {
+/* A heap with a limit refuses what would take it over: live (usable) bytes of the heap and of its
+ * shared sub-heap, plus the usable size of this request. Remote frees not yet collected still
+ * count (conservative). One part's counters may be changing under the reader (the owner allocates
+ * while a non-owner reads them, and the other way round): free_bytes is read first, with acquire,
+ * and every byte it counts was counted in alloc_bytes before (release stores, counter_add), so
+ * the difference is never below what was live; it is clamped at 0 all the same. */
+bool heap_over_limit(heap_t *heap, size_t usable) {
   heap_t *root = heap->parent != NULL ? heap->parent : heap;
+  if (root->limit == 0) return false;
   heap_t *parts[2] = { root, root->shared };
   size_t live = 0;
   for (int i = 0; i < 2; i++) {
     if (parts[i] == NULL) continue;
-    live += atomic_load_explicit(&parts[i]->counters.alloc_bytes, memory_order_relaxed) -
-            atomic_load_explicit(&parts[i]->counters.free_bytes, memory_order_relaxed);
+    size_t freed = atomic_load_explicit(&parts[i]->counters.free_bytes, memory_order_acquire);
+    size_t alloc = atomic_load_explicit(&parts[i]->counters.alloc_bytes, memory_order_acquire);
+    live += alloc > freed ? alloc - freed : 0;
     pthread_mutex_lock(&parts[i]->huge_lock);
     live += parts[i]->huge_bytes;
     pthread_mutex_unlock(&parts[i]->huge_lock);
   }
-  return live + size > root->limit || live + size < live;
+  return live + usable > root->limit || live + usable < live;
+}
+
+/* Over the limit: frees by other threads that were not collected yet still count as live. Collect
+ * them (the caller's own part; the owner also collects the shared sub-heap's, under its lock,
+ * which nobody holding it waits for us to release) and look again, so that a program that keeps
+ * under its limit is not refused because its frees crossed threads. Frees into the root from
+ * non-owner threads stay counted for a non-owner caller until the owner collects them. */
+apex_cold static bool heap_refuses(heap_t *heap, size_t usable) {
+  if (!heap_over_limit(heap, usable)) return false;
+  heap_collect_all_remote(heap);
+  heap_t *shared = heap->shared;
+  if (heap->parent == NULL && shared != NULL) {
+    pthread_mutex_lock(&heap->shared_lock);
+    atomic_store_explicit(&shared->thread_id, current_thread_id(), memory_order_relaxed);
+    heap_collect_all_remote(shared);
+    atomic_store_explicit(&shared->thread_id, 0, memory_order_relaxed);
+    pthread_mutex_unlock(&heap->shared_lock);
+  }
+  return heap_over_limit(heap, usable);
+}
+
+/* What heap_alloc will count for a request: the chunk, the slice run, or the huge mapping's
+ * usable part (SIZE_MAX when it cannot be served at all). */
+static size_t usable_of_request(size_t size, size_t alignment) {
+  if (size <= SMALL_MAX && alignment <= SLICE_SIZE) {
+    size_t cls = class_of(size);
+    while (g_class_size[cls] & (alignment - 1)) cls++;
+    return g_class_size[cls];
+  }
+  if (size <= LARGE_MAX && large_fits(size, alignment))
+    return (size == 0 ? 1 : (size + SLICE_SIZE - 1) >> SLICE_SHIFT) << SLICE_SHIFT;
+  size_t offset = alignment > HUGE_HEADER ? alignment : HUGE_HEADER, page = os_page_size();
+  if (size > HUGE_MAX || offset > HUGE_MAX) return SIZE_MAX;
+  return ((offset + size + page - 1) & ~(page - 1)) - offset;
 }
 
 /* Everything the inline fast path does not handle, for a heap the caller owns: empty free lists,
  * sizes above 1 KiB, alignment, zeroing, large and huge objects, heap limits. */
 apex_noinline void *heap_alloc(heap_t *heap, size_t size, size_t alignment, bool zero) {
   heap_t *root = heap->parent != NULL ? heap->parent : heap;
-  if (apex_unlikely(root->limit != 0) && heap_over_limit(heap, size)) {
+  if (apex_unlikely(root->limit != 0) && heap_refuses(heap, usable_of_request(size, alignment))) {
     errno = ENOMEM;
     return NULL;
   }
@@ -246,8 +286,34 @@ apex_export void apex_free_sized(void *p, size_t size) {
 }
 
 /* ---- Realloc --------------------------------------------------------------------------------- */
+/* The explicit heap (apex_heap_new) an object belongs to, or NULL for the default heaps (a
+ * thread's own, an abandoned one, the bootstrap area). A reallocated object stays in its explicit
+ * heap, so apex_heap_destroy and the heap's limit still cover it after it moved. Reads the owner of
+ * a live object: the object keeps its superblock (or header) from changing hands meanwhile. */
+static heap_t *explicit_heap_of(const void *p) {
+  superblock_t *sb = superblock_of(p);
+  if (sb == NULL) return NULL;
+  heap_t *owner = atomic_load_explicit(&sb->heap, memory_order_relaxed);
+  if (owner == NULL) return NULL;
+  heap_t *root = owner->parent != NULL ? owner->parent : owner;
+  return heap_handle_ok(root) && !root->is_default ? root : NULL;
+}
+
+/* Moves p's contents into a new object of the same heap (see explicit_heap_of). */
+static void *realloc_move(void *p, size_t usable, size_t size) {
+  heap_t *heap = explicit_heap_of(p);
+  void *q = heap != NULL ? apex_heap_alloc(heap, size, APEX_MIN_ALIGN) : apex_malloc(size);
+  if (q == NULL) return NULL;                          /* errno = ENOMEM, p untouched */
+  memcpy(q, p, size < usable ? size : usable);
+  apex_free(p);
+  return q;
+}
+
 apex_export void *apex_realloc(void *p, size_t size) {
-  if (apex_unlikely(g_hardened)) return size > HUGE_MAX ? (errno = ENOMEM, NULL) : hardened_realloc(NULL, p, size, APEX_MIN_ALIGN);
+  if (apex_unlikely(g_hardened)) {
+    if (size > HUGE_MAX) return errno = ENOMEM, NULL;
+    return hardened_realloc(p != NULL ? explicit_heap_of(p) : NULL, p, size, APEX_MIN_ALIGN);
+  }
   if (p == NULL) return apex_malloc(size);
   if (apex_unlikely(size > HUGE_MAX)) {
     apex_usable_size(p);                               /* still reject a bad pointer loudly */
@@ -264,6 +330,8 @@ apex_export void *apex_realloc(void *p, size_t size) {
     huge_t *h = huge_check_live(sb, p, "realloc of a freed pointer");
     usable = h->huge_size;
     if (size > LARGE_MAX) {
+      /* In place or by moving pages; NULL when that cannot be done, or when the heap's limit
+       * refused the growth (the copy below is then refused too, with ENOMEM). */
       void *q = huge_realloc(h, p, size);
       if (q != NULL) return q;
     }
@@ -272,18 +340,17 @@ apex_export void *apex_realloc(void *p, size_t size) {
     usable = b->chunk_size;
     /* Stay in place while the new size still uses at least half of the chunk. */
     if (size <= usable && (size >= usable / 2 || usable <= 64)) return p;
-    /* A large object stays large: grow into free slices behind it, or give back its tail. */
+    /* A large object stays large: grow into free slices behind it, or give back its tail, when
+     * the caller owns its heap (and, for growth, the heap has no limit: the move path checks). */
+    heap_t *owner = atomic_load_explicit(&sb->heap, memory_order_relaxed);
     if (b->cls == CLASS_LARGE && size > SMALL_MAX && size <= LARGE_MAX &&
-        atomic_load_explicit(&sb->heap, memory_order_relaxed) == tls_heap) {
+        atomic_load_explicit(&owner->thread_id, memory_order_relaxed) == current_thread_id() &&
+        (size <= usable || (owner->parent != NULL ? owner->parent : owner)->limit == 0)) {
       superblock_verify(sb);
-      if (heap_resize_large(tls_heap, sb, b, size)) return p;
+      if (heap_resize_large(owner, sb, b, size)) return p;
     }
   }
-  void *q = apex_malloc(size);
-  if (q == NULL) return NULL;                          /* errno = ENOMEM, p untouched */
-  memcpy(q, p, size < usable ? size : usable);
-  apex_free(p);
-  return q;
+  return realloc_move(p, usable, size);
 }
 
 apex_export void *apex_reallocarray(void *p, size_t count, size_t size) {
@@ -370,10 +437,15 @@ apex_export void *apex_heap_realloc(apex_heap_t *heap, void *p, size_t old_size,
   size_t usable = apex_usable_size(p);                 /* validates p, aborts on a bad pointer */
   bool aligned = ((uintptr_t)p & (alignment - 1)) == 0;
   if (aligned && new_size <= usable && (new_size >= usable / 2 || usable <= 64)) return p;
+  int saved = errno;
   void *q = apex_heap_alloc(heap, new_size, alignment);
   /* Lua requires that a shrink never fails: when moving to a smaller chunk is impossible (out of
-   * memory, over the heap's limit), the object simply stays where it is. */
-  if (q == NULL) return aligned && new_size <= usable ? p : NULL;
+   * memory, over the heap's limit), the object simply stays where it is, and errno with it. */
+  if (q == NULL && aligned && new_size <= usable) {
+    errno = saved;
+    return p;
+  }
+  if (q == NULL) return NULL;
   memcpy(q, p, new_size < usable ? new_size : usable);
   apex_free(p);
   return q;

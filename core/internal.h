@@ -170,8 +170,10 @@ typedef struct {
   _Atomic size_t remote_free_count;          /* of those, chunks that came from other threads */
 } heap_counters_t;
 
+/* A release store (a plain move on x86): a reader that sees a free_bytes value sees every
+ * alloc_bytes increment made before it (heap_over_limit reads them in that order). */
 apex_inline void counter_add(_Atomic size_t *c, size_t n) {
-  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_release);
 }
 
 struct apex_heap_s {
@@ -436,6 +438,7 @@ void    huge_cache_reset_lock(void);
 
 /* ---- alloc.c --------------------------------------------------------------------------------- */
 void  *apex_alloc_aligned(size_t size, size_t alignment, bool zero);
+bool   heap_over_limit(heap_t *heap, size_t usable);   /* false when the heap has no limit */
 
 /* ---- init.c ---------------------------------------------------------------------------------- */
 extern _Atomic int g_init_state;                      /* 0 none, 1 running, 2 ready */

@@ -270,8 +270,8 @@ void huge_free(huge_t *h, void *p) {
 }
 
 /* Resizes a huge object in place when the mapping can grow or shrink where it is, or moves its
- * pages to a new aligned range without copying. NULL means the caller should copy. The caller
- * verified h.
+ * pages to a new aligned range without copying. NULL means the caller should copy (and, when the
+ * heap's limit refused the growth, that the copy will be refused too). The caller verified h.
  * The object stays on its heap's list throughout (under its huge_lock), so the heap's totals
  * never under-count it. The registry bit of a range that moves is cleared before mremap gives
  * the old range back: once it is gone another thread may map something new in the same 4 MiB
@@ -283,6 +283,7 @@ void *huge_realloc(huge_t *h, void *p, size_t size) {
   size_t old_total = h->map_size;
   if (total == old_total) return p;
   heap_t *heap = atomic_load_explicit(&h->heap, memory_order_relaxed);
+  if (total > old_total && heap_over_limit(heap, total - old_total)) return NULL;
   pthread_mutex_lock(&heap->huge_lock);
   huge_verify_links(h, heap);
   huge_t *result = NULL;
