@@ -295,6 +295,7 @@ uint64_t      keyed_hash(const uint64_t *words, size_t n, uint64_t domain);  /* 
 uint32_t      header_check(const uint64_t *words, size_t n);   /* keyed hash for mapping headers */
 void          superblock_seal(superblock_t *sb);
 void          superblock_verify(const superblock_t *sb);       /* aborts when the header was overwritten */
+apex_noreturn void superblock_corrupted(const superblock_t *sb);
 void          superblock_cache_lock(void);
 void          superblock_cache_unlock(void);
 void          superblock_cache_reset_lock(void);
@@ -316,6 +317,20 @@ apex_inline superblock_t *superblock_of(const void *p) {
   uint64_t word = atomic_load_explicit(&g_registry[unit >> 6], memory_order_acquire);
   if (apex_unlikely(!(word & ((uint64_t)1 << (unit & 63))))) return NULL;
   return (superblock_t *)(a & ~(uintptr_t)SB_MASK);
+}
+
+/* The keyed check of a superblock header's heap and kind (with its address); see header_check in
+ * superblock.c. Inline and unrolled for these two words, about 15 instructions: every remote free
+ * pays it (free_remote in alloc.c). */
+apex_inline uint32_t superblock_check(const superblock_t *sb) {
+  uint64_t k = (uint64_t)g_secret ^ 0x73757065726B6579ULL;                 /* "superkey" */
+  uint64_t h = ((uint64_t)(uintptr_t)atomic_load_explicit(&sb->heap, memory_order_relaxed) ^ k) *
+               0xFF51AFD7ED558CCDULL;
+  h ^= h >> 32;
+  h = (h ^ (uint64_t)(uintptr_t)sb ^ sb->kind) * 0xC4CEB9FE1A85EC53ULL;
+  h ^= h >> 32;
+  h = (h ^ ((k << 35) | (k >> 29))) * 0x9E3779B97F4A7C15ULL;
+  return (uint32_t)(h >> 32);
 }
 
 /* The bits of `count` slices starting at slice `first` (count 64: the whole superblock). */
@@ -379,6 +394,16 @@ apex_inline bool chunk_start_ok(const block_t *b, const void *p) {
  * costs a multiply the fast path's range-only test does not pay; see block_pop). */
 apex_inline bool link_ok(const block_t *b, const chunk_t *next) {
   return next == NULL || chunk_start_ok(b, next);
+}
+/* The same for a loop over one block's list, with the block's fields read once (the limit cannot
+ * change under the owner, who alone collects and carves). */
+typedef struct { uintptr_t start; uint64_t limit, magic; } link_bounds_t;
+apex_inline link_bounds_t link_bounds(const block_t *b) {
+  return (link_bounds_t){ (uintptr_t)b->start, block_limit(b), b->div_magic };
+}
+apex_inline bool link_ok_in(link_bounds_t k, const chunk_t *next) {
+  uint64_t off = (uint64_t)((uintptr_t)next - k.start);
+  return next == NULL || ((off < k.limit) & (off * k.magic <= k.magic - 1));
 }
 apex_inline superblock_t *superblock_base(const void *p) {
   return (superblock_t *)(((uintptr_t)p - 1) & ~(uintptr_t)SB_MASK);

@@ -64,13 +64,18 @@ void registry_quiesce(void) {
  * caught before it is trusted (it sits at the start of a 4 MiB unit, where a linear overflow out
  * of the mapping below lands). Not CRC32-C, whose output is an affine function of the data (one
  * leaked header and its check would let anyone forge the check of any other contents): each word
- * goes through a multiply and a xor-shift keyed by two secrets derived from g_secret. It is not a
- * cryptographic MAC; a guess succeeds with probability 2^-32 and aborts the process otherwise. */
+ * goes through a multiply and a xor-shift starting from a key derived from g_secret, and the
+ * result through murmur3's finalizer with the key mixed in again (superblock_check in internal.h:
+ * the same idea unrolled for two words, about 15 instructions, since every remote free pays it). It is not a cryptographic MAC; a blind guess
+ * succeeds with probability 2^-32 and aborts the process otherwise. */
 uint64_t keyed_hash(const uint64_t *words, size_t n, uint64_t domain) {
-  uint64_t k1 = fmix64((uint64_t)g_secret ^ domain);
-  uint64_t h = k1;
-  for (size_t i = 0; i < n; i++) h = fmix64(h ^ words[i]) + k1;
-  return fmix64(h ^ fmix64((uint64_t)g_secret ^ ~domain));
+  uint64_t k = (uint64_t)g_secret ^ (domain * 0x9E3779B97F4A7C15ULL);
+  uint64_t h = k;
+  for (size_t i = 0; i < n; i++) {
+    h = (h ^ words[i]) * 0xFF51AFD7ED558CCDULL;
+    h ^= h >> 32;
+  }
+  return fmix64(h ^ ((k << 35) | (k >> 29)));
 }
 
 uint32_t header_check(const uint64_t *words, size_t n) {
@@ -78,19 +83,14 @@ uint32_t header_check(const uint64_t *words, size_t n) {
   return (uint32_t)(h ^ (h >> 32));
 }
 
-static uint32_t superblock_check_of(const superblock_t *sb) {
-  uint64_t w[3] = { (uint64_t)(uintptr_t)atomic_load_explicit(&sb->heap, memory_order_relaxed),
-                    sb->kind, (uint64_t)(uintptr_t)sb };
-  return header_check(w, 3);
-}
-
 /* Whoever changes the owning heap reseals; a thread may verify only while nobody can change it
  * (it holds a live chunk of the superblock, or owns the heap). */
-void superblock_seal(superblock_t *sb) { sb->check = superblock_check_of(sb); }
+void superblock_seal(superblock_t *sb) { sb->check = superblock_check(sb); }
+
+void superblock_corrupted(const superblock_t *sb) { apex_fatal("corrupted superblock header", sb, (size_t)-1); }
 
 void superblock_verify(const superblock_t *sb) {
-  if (apex_unlikely(sb->check != superblock_check_of(sb) || sb->kind != SB_KIND_BLOCKS))
-    apex_fatal("corrupted superblock header", sb, (size_t)-1);
+  if (apex_unlikely(sb->check != superblock_check(sb) || sb->kind != SB_KIND_BLOCKS)) superblock_corrupted(sb);
 }
 
 
