@@ -254,8 +254,13 @@ size_t hardened_usable_size(const void *p) {
 void *hardened_realloc(heap_t *heap, void *p, size_t size, size_t alignment) {
   if (p == NULL) return hardened_alloc(heap, size, alignment, false);
   size_t old = hardened_usable_size(p);
+  int saved = errno;
   void *q = hardened_alloc(heap, size, alignment, false);
-  if (q == NULL) return size <= old && ((uintptr_t)p & (alignment - 1)) == 0 ? p : NULL;   /* a shrink never fails */
+  if (q == NULL && size <= old && ((uintptr_t)p & (alignment - 1)) == 0) {
+    errno = saved;                                     /* a shrink never fails, and keeps errno */
+    return p;
+  }
+  if (q == NULL) return NULL;
   memcpy(q, p, old < size ? old : size);
   hardened_free(p);
   return q;
