@@ -39,7 +39,7 @@ static bool large_fits(size_t size, size_t alignment) {
 bool heap_over_limit(heap_t *heap, size_t usable) {
   heap_t *root = heap->parent != NULL ? heap->parent : heap;
   if (root->limit == 0) return false;
-  heap_t *parts[2] = { root, root->shared };
+  heap_t *parts[2] = { root, __atomic_load_n(&root->shared, __ATOMIC_ACQUIRE) };   /* made by any thread */
   size_t live = 0;
   for (int i = 0; i < 2; i++) {
     if (parts[i] == NULL) continue;
@@ -61,7 +61,7 @@ bool heap_over_limit(heap_t *heap, size_t usable) {
 apex_cold static bool heap_refuses(heap_t *heap, size_t usable) {
   if (!heap_over_limit(heap, usable)) return false;
   heap_collect_all_remote(heap);
-  heap_t *shared = heap->shared;
+  heap_t *shared = __atomic_load_n(&heap->shared, __ATOMIC_ACQUIRE);
   if (heap->parent == NULL && shared != NULL) {
     pthread_mutex_lock(&heap->shared_lock);
     atomic_store_explicit(&shared->thread_id, current_thread_id(), memory_order_relaxed);

@@ -444,7 +444,7 @@ static heap_t *heap_shared_of(heap_t *heap) {
   if (shared == NULL) return NULL;
   shared->parent = heap;
   shared->magic = 0;                   /* not a handle of its own */
-  heap->shared = shared;
+  __atomic_store_n(&heap->shared, shared, __ATOMIC_RELEASE);   /* the owner reads it unlocked (limits) */
   return shared;
 }
 
