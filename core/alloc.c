@@ -293,6 +293,8 @@ apex_export void apex_free_sized(void *p, size_t size) {
 static heap_t *explicit_heap_of(const void *p) {
   superblock_t *sb = superblock_of(p);
   if (sb == NULL) return NULL;
+  if (sb->kind == SB_KIND_BLOCKS) superblock_verify(sb);      /* the heap pointer is followed */
+  else huge_verify((const huge_t *)sb, p);
   heap_t *owner = atomic_load_explicit(&sb->heap, memory_order_relaxed);
   if (owner == NULL) return NULL;
   heap_t *root = owner->parent != NULL ? owner->parent : owner;
@@ -312,6 +314,7 @@ static void *realloc_move(void *p, size_t usable, size_t size) {
 apex_export void *apex_realloc(void *p, size_t size) {
   if (apex_unlikely(g_hardened)) {
     if (size > HUGE_MAX) return errno = ENOMEM, NULL;
+    if (p != NULL) usable_size_checked(p, "realloc");  /* a bad p aborts before its header is read */
     return hardened_realloc(p != NULL ? explicit_heap_of(p) : NULL, p, size, APEX_MIN_ALIGN);
   }
   if (p == NULL) return apex_malloc(size);

@@ -305,9 +305,10 @@ void *huge_realloc(huge_t *h, void *p, size_t size) {
   }
   if (result != NULL) {
     atomic_fetch_add_explicit(&g_huge_live_bytes, total - old_total, memory_order_relaxed);
+    /* Counted as the old object freed and the new one made, as before. */
+    heap->huge_total_out += result->huge_size;
+    heap->huge_total_in += total - offset;
     heap->huge_bytes += total - offset - result->huge_size;
-    heap->huge_total_in += total > old_total ? total - old_total : 0;
-    heap->huge_total_out += total < old_total ? old_total - total : 0;
     result->map_size = total;
     result->huge_size = total - offset;
     huge_seal(result);
