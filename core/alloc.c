@@ -296,15 +296,15 @@ static heap_t *explicit_heap_of(const void *p) {
   if (sb->kind == SB_KIND_BLOCKS) superblock_verify(sb);      /* the heap pointer is followed */
   else huge_verify((const huge_t *)sb, p);
   heap_t *owner = atomic_load_explicit(&sb->heap, memory_order_relaxed);
-  if (owner == NULL) return NULL;
-  heap_t *root = owner->parent != NULL ? owner->parent : owner;
-  return heap_handle_ok(root) && !root->is_default ? root : NULL;
+  return owner != NULL ? atomic_load_explicit(&owner->explicit_root, memory_order_relaxed) : NULL;
 }
 
 /* Moves p's contents into a new object of the same heap (see explicit_heap_of). */
 static void *realloc_move(void *p, size_t usable, size_t size) {
   heap_t *heap = explicit_heap_of(p);
   void *q = heap != NULL ? apex_heap_alloc(heap, size, APEX_MIN_ALIGN) : apex_malloc(size);
+  /* EINVAL: the heap was deleted meanwhile (its objects stay valid): the default heap, then. */
+  if (q == NULL && heap != NULL && errno == EINVAL) q = apex_malloc(size);
   if (q == NULL) return NULL;                          /* errno = ENOMEM, p untouched */
   memcpy(q, p, size < usable ? size : usable);
   apex_free(p);

@@ -420,6 +420,7 @@ apex_export apex_heap_t *apex_heap_new_ex(const apex_heap_options_t *opts) {
   pthread_mutex_unlock(&g_heaps_lock);
   if (heap == NULL) { errno = ENOMEM; return NULL; }
   heap->limit = o.size >= offsetof(apex_heap_options_t, limit) + sizeof o.limit ? o.limit : 0;
+  atomic_store_explicit(&heap->explicit_root, heap, memory_order_relaxed);
   atomic_store_explicit(&heap->thread_id, current_thread_id(), memory_order_release);
   return heap;
 }
@@ -444,6 +445,7 @@ static heap_t *heap_shared_of(heap_t *heap) {
   if (shared == NULL) return NULL;
   shared->parent = heap;
   shared->magic = 0;                   /* not a handle of its own */
+  atomic_store_explicit(&shared->explicit_root, heap, memory_order_relaxed);
   __atomic_store_n(&heap->shared, shared, __ATOMIC_RELEASE);   /* the owner reads it unlocked (limits) */
   return shared;
 }
@@ -483,6 +485,8 @@ static void heap_discard(heap_t *heap) {
 
 apex_export int apex_heap_destroy(apex_heap_t *heap) {
   if (!heap_handle_ok(heap) || heap->is_default || heap->parent != NULL) return EINVAL;
+  atomic_store_explicit(&heap->explicit_root, NULL, memory_order_relaxed);
+  if (heap->shared != NULL) atomic_store_explicit(&heap->shared->explicit_root, NULL, memory_order_relaxed);
   /* Hardened mode: chunks this thread freed wait in its quarantine; let them go first (the
    * contract already forbids other threads from holding objects of a heap being destroyed). */
   if (tls_heap != &g_empty_heap) quarantine_flush(tls_heap);
@@ -505,6 +509,8 @@ apex_export int apex_heap_destroy(apex_heap_t *heap) {
 
 apex_export int apex_heap_delete(apex_heap_t *heap) {
   if (!heap_handle_ok(heap) || heap->is_default || heap->parent != NULL) return EINVAL;
+  atomic_store_explicit(&heap->explicit_root, NULL, memory_order_relaxed);   /* its objects: default */
+  if (heap->shared != NULL) atomic_store_explicit(&heap->shared->explicit_root, NULL, memory_order_relaxed);
   heap_t *shared = heap->shared;
   heap->shared = NULL;
   atomic_store_explicit(&heap->thread_id, current_thread_id(), memory_order_relaxed);

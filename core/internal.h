@@ -204,6 +204,9 @@ struct apex_heap_s {
   /* The handle side (apex_heap_t is a heap_t). */
   uint64_t magic;                        /* HEAP_MAGIC ^ address while the handle is valid */
   bool is_default;                       /* a thread's default heap: not destroyable/deletable */
+  _Atomic(heap_t *) explicit_root;       /* the apex_heap_new handle this heap (or its shared part)
+                                          * serves while that handle is valid, else NULL: realloc
+                                          * keeps such a heap's objects in it (any thread reads it) */
   size_t limit;                          /* most live bytes (apex_heap_options_t.limit); 0 = none */
   heap_t *parent;                        /* for a shared sub-heap: the heap it serves */
   heap_t *shared;                        /* sub-heap serving allocations by non-owner threads */

@@ -64,16 +64,27 @@ static void *worker(void *arg) {
     CHECK(held[k] <= usable_bound(size), "usable %zu above the test's bound for %zu", held[k], size);
     live += held[k];
     slot[k] = p;
-    w->allocs++;
+    __atomic_store_n(&w->allocs, w->allocs + 1, __ATOMIC_RELAXED);
   }
   for (size_t k = 0; k < SLOTS; k++) apex_free(slot[k]);
   return NULL;
 }
 
+static worker_t g_workers[THREADS];
+
+/* Stops the workers after `seconds`, and once each has made some allocations (a loaded machine or
+ * a sanitizer may start a thread late), but after 30 s at most. */
 static void *stop_later(void *arg) {
   double seconds = *(double *)arg;
   struct timespec ts = { .tv_sec = (time_t)seconds, .tv_nsec = (long)((seconds - (double)(time_t)seconds) * 1e9) };
   nanosleep(&ts, NULL);
+  for (int waited = 0; waited < 3000; waited++) {
+    int ready = 1;
+    for (int i = 0; i < THREADS; i++) ready &= __atomic_load_n(&g_workers[i].allocs, __ATOMIC_RELAXED) >= 200;
+    if (ready) break;
+    struct timespec tick = { 0, 10000000 };
+    nanosleep(&tick, NULL);
+  }
   __atomic_store_n(&g_stop, 1, __ATOMIC_RELAXED);
   return NULL;
 }
@@ -84,15 +95,12 @@ int main(void) {
   apex_heap_options_t o = { .size = sizeof o, .limit = LIMIT };
   g_heap = apex_heap_new_ex(&o);
   CHECK(g_heap != NULL, "apex_heap_new_ex failed");
-  worker_t w[THREADS];
+  worker_t *w = g_workers;
   pthread_t t[THREADS], timer;
   double seconds = tu_scale() < 1.0 ? tu_scale() : 1.0;
+  for (int i = 0; i < THREADS; i++) w[i] = (worker_t){ .index = i };
   CHECK(pthread_create(&timer, NULL, stop_later, &seconds) == 0, "pthread_create");
-  for (int i = 1; i < THREADS; i++) {
-    w[i] = (worker_t){ .index = i };
-    CHECK(pthread_create(&t[i], NULL, worker, &w[i]) == 0, "pthread_create");
-  }
-  w[0] = (worker_t){ .index = 0 };
+  for (int i = 1; i < THREADS; i++) CHECK(pthread_create(&t[i], NULL, worker, &w[i]) == 0, "pthread_create");
   worker(&w[0]);                                   /* the owner, on the thread that made the heap */
   for (int i = 1; i < THREADS; i++) pthread_join(t[i], NULL);
   pthread_join(timer, NULL);
