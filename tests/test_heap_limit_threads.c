@@ -43,7 +43,7 @@ static void *worker(void *arg) {
   void *slot[SLOTS] = {0};
   size_t held[SLOTS] = {0};
   size_t live = 0, share = LIMIT / THREADS;
-  while (!__atomic_load_n(&g_stop, __ATOMIC_RELAXED)) {
+  while (!atomic_load_explicit(&g_stop, memory_order_relaxed)) {
     size_t k = tu_rng_range(&rng, 0, SLOTS - 1);
     if (slot[k] != NULL) {
       apex_free(slot[k]);
@@ -85,7 +85,7 @@ static void *stop_later(void *arg) {
     struct timespec tick = { 0, 10000000 };
     nanosleep(&tick, NULL);
   }
-  __atomic_store_n(&g_stop, 1, __ATOMIC_RELAXED);
+  atomic_store_explicit(&g_stop, 1, memory_order_relaxed);
   return NULL;
 }
 
