@@ -6,10 +6,12 @@
  *
  * Cost of the fast paths (x86-64, release build):
  *   malloc <= 1 KiB: a TLS load, a table lookup, a free-list pop with a decoded and range-checked
- *     link, and setting the chunk's live bit — about 20 instructions with two untaken branches.
- *   free: a registry bit test (is this ours?), the block descriptor, a multiply-shift to find the
- *     chunk index (rejects interior pointers), a live-bit test (rejects double frees), then either
- *     a push onto the block's local list or one CAS onto the owner's remote stack.
+ *     link, a check of the chunk's free tag, and clearing the chunk's first two words — about 20
+ *     instructions with two untaken branches.
+ *   free: a registry bit test (is this ours?), the block descriptor, a range test against the
+ *     carved extent and a multiply (rejects interior and never-carved addresses), a free-tag test
+ *     (rejects double frees), then either a push onto the block's local list or, after checking
+ *     the superblock header, one CAS onto the owner's remote stack.
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -28,28 +30,68 @@ static bool large_fits(size_t size, size_t alignment) {
   return alignment < SB_SIZE && first + slices <= SLICES_PER_SB;
 }
 
-/* A heap with a limit refuses what would take it over: live bytes of the heap and of its shared
- * sub-heap, plus this request. Remote frees not yet collected still count (conservative). */
-apex_cold static bool heap_over_limit(heap_t *heap, size_t size) {
+/* A heap with a limit refuses what would take it over: live (usable) bytes of the heap and of its
+ * shared sub-heap, plus the usable size of this request. Remote frees not yet collected still
+ * count (conservative). One part's counters may be changing under the reader (the owner allocates
+ * while a non-owner reads them, and the other way round): free_bytes is read first, with acquire,
+ * and every byte it counts was counted in alloc_bytes before (release stores, counter_add), so
+ * the difference is never below what was live; it is clamped at 0 all the same. */
+bool heap_over_limit(heap_t *heap, size_t usable) {
   heap_t *root = heap->parent != NULL ? heap->parent : heap;
-  heap_t *parts[2] = { root, root->shared };
+  if (root->limit == 0) return false;
+  heap_t *parts[2] = { root, __atomic_load_n(&root->shared, __ATOMIC_ACQUIRE) };   /* made by any thread */
   size_t live = 0;
   for (int i = 0; i < 2; i++) {
     if (parts[i] == NULL) continue;
-    live += atomic_load_explicit(&parts[i]->counters.alloc_bytes, memory_order_relaxed) -
-            atomic_load_explicit(&parts[i]->counters.free_bytes, memory_order_relaxed);
+    size_t freed = atomic_load_explicit(&parts[i]->counters.free_bytes, memory_order_acquire);
+    size_t alloc = atomic_load_explicit(&parts[i]->counters.alloc_bytes, memory_order_acquire);
+    live += alloc > freed ? alloc - freed : 0;
     pthread_mutex_lock(&parts[i]->huge_lock);
     live += parts[i]->huge_bytes;
     pthread_mutex_unlock(&parts[i]->huge_lock);
   }
-  return live + size > root->limit || live + size < live;
+  return live + usable > root->limit || live + usable < live;
+}
+
+/* Over the limit: frees by other threads that were not collected yet still count as live. Collect
+ * them (the caller's own part; the owner also collects the shared sub-heap's, under its lock,
+ * which nobody holding it waits for us to release) and look again, so that a program that keeps
+ * under its limit is not refused because its frees crossed threads. Frees into the root from
+ * non-owner threads stay counted for a non-owner caller until the owner collects them. */
+apex_cold static bool heap_refuses(heap_t *heap, size_t usable) {
+  if (!heap_over_limit(heap, usable)) return false;
+  heap_collect_all_remote(heap);
+  heap_t *shared = __atomic_load_n(&heap->shared, __ATOMIC_ACQUIRE);
+  if (heap->parent == NULL && shared != NULL) {
+    pthread_mutex_lock(&heap->shared_lock);
+    atomic_store_explicit(&shared->thread_id, current_thread_id(), memory_order_relaxed);
+    heap_collect_all_remote(shared);
+    atomic_store_explicit(&shared->thread_id, 0, memory_order_relaxed);
+    pthread_mutex_unlock(&heap->shared_lock);
+  }
+  return heap_over_limit(heap, usable);
+}
+
+/* What heap_alloc will count for a request: the chunk, the slice run, or the huge mapping's
+ * usable part (SIZE_MAX when it cannot be served at all). */
+static size_t usable_of_request(size_t size, size_t alignment) {
+  if (size <= SMALL_MAX && alignment <= SLICE_SIZE) {
+    size_t cls = class_of(size);
+    while (g_class_size[cls] & (alignment - 1)) cls++;
+    return g_class_size[cls];
+  }
+  if (size <= LARGE_MAX && large_fits(size, alignment))
+    return (size == 0 ? 1 : (size + SLICE_SIZE - 1) >> SLICE_SHIFT) << SLICE_SHIFT;
+  size_t offset = alignment > HUGE_HEADER ? alignment : HUGE_HEADER, page = os_page_size();
+  if (size > HUGE_MAX || offset > HUGE_MAX) return SIZE_MAX;
+  return ((offset + size + page - 1) & ~(page - 1)) - offset;
 }
 
 /* Everything the inline fast path does not handle, for a heap the caller owns: empty free lists,
  * sizes above 1 KiB, alignment, zeroing, large and huge objects, heap limits. */
 apex_noinline void *heap_alloc(heap_t *heap, size_t size, size_t alignment, bool zero) {
   heap_t *root = heap->parent != NULL ? heap->parent : heap;
-  if (apex_unlikely(root->limit != 0) && heap_over_limit(heap, size)) {
+  if (apex_unlikely(root->limit != 0) && heap_refuses(heap, usable_of_request(size, alignment))) {
     errno = ENOMEM;
     return NULL;
   }
@@ -149,16 +191,20 @@ apex_export int apex_posix_memalign(void **out, size_t alignment, size_t size) {
  * whose live bit is set. Anything else aborts naming what was wrong. */
 apex_cold apex_noreturn static void pointer_invalid(superblock_t *sb, block_t *b, const void *p, const char *op) {
   bool is_free = op[0] == 'f';
+  uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)b->start);
+  bool on_grid = b->chunk_size != 0 && off < (uint64_t)b->capacity * b->chunk_size &&
+                 off * b->div_magic <= b->div_magic - 1;
   if (block_limit(b) == 0) {
     /* A retired block keeps its geometry: a pointer to one of its former chunks was freed before
      * (the block emptied and went away). */
-    uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)b->start);
-    if (b->chunk_size != 0 && off < (uint64_t)b->capacity * b->chunk_size && off * b->div_magic <= b->div_magic - 1)
-      apex_fatal(is_free ? "double free" : "use of a freed pointer", p, b->cls);
+    if (on_grid) apex_fatal(is_free ? "double free" : "use of a freed pointer", p, b->cls);
     apex_fatal(is_free ? "invalid free (no allocation here)" : "invalid pointer (no allocation here)", p, (size_t)-1);
   }
-  if (!chunk_start_ok(b, p))
+  if (!on_grid)
     apex_fatal(is_free ? "invalid free (interior pointer)" : "invalid pointer (interior pointer)", p, b->cls);
+  /* A chunk start of a block in use, past what the block has carved: never handed out. */
+  if (off >= block_limit(b))
+    apex_fatal(is_free ? "invalid free (never allocated)" : "invalid pointer (never allocated)", p, b->cls);
   (void)sb;
   apex_fatal(is_free ? "double free" : "use of a freed pointer", p, b->cls);
 }
@@ -175,19 +221,29 @@ apex_cold static void free_unregistered(void *p, const char *what) {
   apex_fatal(what, p, NO_CLASS);
 }
 
-static void huge_check_live(superblock_t *sb, const void *p, const char *what) {
-  if (apex_unlikely((const uint8_t *)p != (const uint8_t *)sb + sb->huge_offset))
+static huge_t *huge_check_live(superblock_t *sb, const void *p, const char *what) {
+  huge_t *h = (huge_t *)sb;
+  huge_verify(h, p);
+  if (apex_unlikely((const uint8_t *)p != (const uint8_t *)h + h->huge_offset))
     apex_fatal("invalid pointer (interior pointer)", p, CLASS_LARGE);
-  if (apex_unlikely(atomic_load_explicit(&sb->huge_state, memory_order_acquire) != HUGE_LIVE))
+  if (apex_unlikely(atomic_load_explicit(&h->huge_state, memory_order_acquire) != HUGE_LIVE))
     apex_fatal(what, p, CLASS_LARGE);
+  return h;
 }
 
 /* ---- Free ------------------------------------------------------------------------------------ */
+/* A free into another thread's heap: the owner found in the superblock header is checked before
+ * anything is pushed or notified. Out of line, so the local path keeps its tail call shape. */
+apex_noinline static void free_remote(heap_t *owner, superblock_t *sb, block_t *b, chunk_t *c) {
+  if (apex_unlikely(sb->check != superblock_check(sb))) superblock_corrupted(sb);   /* kind: the caller */
+  remote_free(owner, sb, b, c);
+}
+
 /* The checked free of level 1, shared by apex_free and the hardened mode's eviction. */
 apex_inline void free_checked(void *p) {
   superblock_t *sb = superblock_of(p);
   if (apex_unlikely(sb == NULL)) { free_unregistered(p, "invalid free (not allocated by apexalloc)"); return; }
-  if (apex_unlikely(sb->kind != SB_KIND_BLOCKS)) { huge_free(sb, p); return; }
+  if (apex_unlikely(sb->kind != SB_KIND_BLOCKS)) { huge_free((huge_t *)sb, p); return; }
   block_t *b = block_of(sb, p);
   if (APEX_CHECKS && apex_unlikely(!chunk_start_ok(b, p))) pointer_invalid(sb, b, p, "free");
   if (APEX_CHECKS && apex_unlikely(chunk_is_free((chunk_t *)p))) pointer_invalid(sb, b, p, "free");
@@ -195,7 +251,7 @@ apex_inline void free_checked(void *p) {
   if (apex_likely(atomic_load_explicit(&owner->thread_id, memory_order_relaxed) == current_thread_id()))
     heap_free_local(owner, sb, b, (chunk_t *)p);
   else
-    remote_free(owner, sb, b, (chunk_t *)p);
+    free_remote(owner, sb, b, (chunk_t *)p);
 }
 
 apex_export void apex_free(void *p) {
@@ -223,10 +279,8 @@ size_t usable_size_checked(const void *p, const char *op) {
     apex_fatal(op[0] == 'f' ? "invalid free (not allocated by apexalloc)" : "invalid pointer (not allocated by apexalloc)",
                p, NO_CLASS);
   }
-  if (sb->kind != SB_KIND_BLOCKS) {
-    huge_check_live(sb, p, op[0] == 'f' ? "double free" : "use of a freed pointer");
-    return sb->huge_size;
-  }
+  if (sb->kind != SB_KIND_BLOCKS)
+    return huge_check_live(sb, p, op[0] == 'f' ? "double free" : "use of a freed pointer")->huge_size;
   return block_checked(sb, p, op)->chunk_size;
 }
 
@@ -238,8 +292,37 @@ apex_export void apex_free_sized(void *p, size_t size) {
 }
 
 /* ---- Realloc --------------------------------------------------------------------------------- */
+/* The explicit heap (apex_heap_new) an object belongs to, or NULL for the default heaps (a
+ * thread's own, an abandoned one, the bootstrap area). A reallocated object stays in its explicit
+ * heap, so apex_heap_destroy and the heap's limit still cover it after it moved. Reads the owner of
+ * a live object: the object keeps its superblock (or header) from changing hands meanwhile. */
+static heap_t *explicit_heap_of(const void *p) {
+  superblock_t *sb = superblock_of(p);
+  if (sb == NULL) return NULL;
+  if (sb->kind == SB_KIND_BLOCKS) superblock_verify(sb);      /* the heap pointer is followed */
+  else huge_verify((const huge_t *)sb, p);
+  heap_t *owner = atomic_load_explicit(&sb->heap, memory_order_relaxed);
+  return owner != NULL ? atomic_load_explicit(&owner->explicit_root, memory_order_relaxed) : NULL;
+}
+
+/* Moves p's contents into a new object of the same heap (see explicit_heap_of). */
+static void *realloc_move(void *p, size_t usable, size_t size) {
+  heap_t *heap = explicit_heap_of(p);
+  void *q = heap != NULL ? apex_heap_alloc(heap, size, APEX_MIN_ALIGN) : apex_malloc(size);
+  /* EINVAL: the heap was deleted meanwhile (its objects stay valid): the default heap, then. */
+  if (q == NULL && heap != NULL && errno == EINVAL) q = apex_malloc(size);
+  if (q == NULL) return NULL;                          /* errno = ENOMEM, p untouched */
+  memcpy(q, p, size < usable ? size : usable);
+  apex_free(p);
+  return q;
+}
+
 apex_export void *apex_realloc(void *p, size_t size) {
-  if (apex_unlikely(g_hardened)) return size > HUGE_MAX ? (errno = ENOMEM, NULL) : hardened_realloc(NULL, p, size, APEX_MIN_ALIGN);
+  if (apex_unlikely(g_hardened)) {
+    if (size > HUGE_MAX) return errno = ENOMEM, NULL;
+    if (p != NULL) usable_size_checked(p, "realloc");  /* a bad p aborts before its header is read */
+    return hardened_realloc(p != NULL ? explicit_heap_of(p) : NULL, p, size, APEX_MIN_ALIGN);
+  }
   if (p == NULL) return apex_malloc(size);
   if (apex_unlikely(size > HUGE_MAX)) {
     apex_usable_size(p);                               /* still reject a bad pointer loudly */
@@ -253,10 +336,12 @@ apex_export void *apex_realloc(void *p, size_t size) {
     if (!bootstrap_owns(p)) apex_fatal("invalid realloc (not allocated by apexalloc)", p, NO_CLASS);
     usable = bootstrap_usable_size(p);
   } else if (sb->kind != SB_KIND_BLOCKS) {
-    huge_check_live(sb, p, "realloc of a freed pointer");
-    usable = sb->huge_size;
+    huge_t *h = huge_check_live(sb, p, "realloc of a freed pointer");
+    usable = h->huge_size;
     if (size > LARGE_MAX) {
-      void *q = huge_realloc(sb, p, size);
+      /* In place or by moving pages; NULL when that cannot be done, or when the heap's limit
+       * refused the growth (the copy below is then refused too, with ENOMEM). */
+      void *q = huge_realloc(h, p, size);
       if (q != NULL) return q;
     }
   } else {
@@ -264,17 +349,17 @@ apex_export void *apex_realloc(void *p, size_t size) {
     usable = b->chunk_size;
     /* Stay in place while the new size still uses at least half of the chunk. */
     if (size <= usable && (size >= usable / 2 || usable <= 64)) return p;
-    /* A large object stays large: grow into free slices behind it, or give back its tail. */
+    /* A large object stays large: grow into free slices behind it, or give back its tail, when
+     * the caller owns its heap (and, for growth, the heap has no limit: the move path checks). */
+    heap_t *owner = atomic_load_explicit(&sb->heap, memory_order_relaxed);
     if (b->cls == CLASS_LARGE && size > SMALL_MAX && size <= LARGE_MAX &&
-        atomic_load_explicit(&sb->heap, memory_order_relaxed) == tls_heap &&
-        heap_resize_large(tls_heap, sb, b, size))
-      return p;
+        atomic_load_explicit(&owner->thread_id, memory_order_relaxed) == current_thread_id() &&
+        (size <= usable || (owner->parent != NULL ? owner->parent : owner)->limit == 0)) {
+      superblock_verify(sb);
+      if (heap_resize_large(owner, sb, b, size)) return p;
+    }
   }
-  void *q = apex_malloc(size);
-  if (q == NULL) return NULL;                          /* errno = ENOMEM, p untouched */
-  memcpy(q, p, size < usable ? size : usable);
-  apex_free(p);
-  return q;
+  return realloc_move(p, usable, size);
 }
 
 apex_export void *apex_reallocarray(void *p, size_t count, size_t size) {
@@ -361,25 +446,42 @@ apex_export void *apex_heap_realloc(apex_heap_t *heap, void *p, size_t old_size,
   size_t usable = apex_usable_size(p);                 /* validates p, aborts on a bad pointer */
   bool aligned = ((uintptr_t)p & (alignment - 1)) == 0;
   if (aligned && new_size <= usable && (new_size >= usable / 2 || usable <= 64)) return p;
+  int saved = errno;
   void *q = apex_heap_alloc(heap, new_size, alignment);
   /* Lua requires that a shrink never fails: when moving to a smaller chunk is impossible (out of
-   * memory, over the heap's limit), the object simply stays where it is. */
-  if (q == NULL) return aligned && new_size <= usable ? p : NULL;
+   * memory, over the heap's limit), the object simply stays where it is, and errno with it. */
+  if (q == NULL && aligned && new_size <= usable) {
+    errno = saved;
+    return p;
+  }
+  if (q == NULL) return NULL;
   memcpy(q, p, new_size < usable ? new_size : usable);
   apex_free(p);
   return q;
 }
 
 /* ---- Ownership queries ---------------------------------------------------------------------- */
+/* 1 for a live object only: 0 for free chunks, never-carved chunk addresses, interior pointers,
+ * freed huge objects and anything else. Never aborts, and never faults on a pointer freed (and
+ * unmapped) by another thread meanwhile: the reads happen inside registry_read_begin/end, which
+ * keeps the registry bit and the mapping behind it together (see superblock.c). */
 apex_export int apex_owns(const void *p) {
-  if (p == NULL) return 0;
-  superblock_t *sb = superblock_of(p);
-  if (sb == NULL) return 0;
-  if (sb->kind != SB_KIND_BLOCKS)
-    return (const uint8_t *)p == (const uint8_t *)sb + sb->huge_offset &&
-           atomic_load_explicit(&sb->huge_state, memory_order_acquire) == HUGE_LIVE;
-  block_t *b = block_of(sb, p);
-  return chunk_start_ok(b, p) && !chunk_is_free((const chunk_t *)p);
+  if (p == NULL || superblock_of(p) == NULL) return 0;
+  registry_read_begin();
+  superblock_t *sb = superblock_of(p);                 /* again, now that no unmap can overtake */
+  int owned = 0;
+  if (sb == NULL) {
+    owned = 0;
+  } else if (sb->kind == SB_KIND_HUGE) {
+    const huge_t *h = (const huge_t *)sb;
+    owned = (const uint8_t *)p == (const uint8_t *)h + h->huge_offset &&
+            atomic_load_explicit(&h->huge_state, memory_order_acquire) == HUGE_LIVE;
+  } else if (sb->kind == SB_KIND_BLOCKS) {
+    block_t *b = block_of(sb, p);
+    owned = chunk_start_ok(b, p) && !chunk_is_free((const chunk_t *)p);
+  }
+  registry_read_end();
+  return owned;
 }
 
 /* ---- Version --------------------------------------------------------------------------------- */

@@ -10,13 +10,17 @@
 void block_init(block_t *b, heap_t *heap, size_t cls, size_t chunk_size) {
   superblock_t *sb = (superblock_t *)((uintptr_t)b & ~(uintptr_t)SB_MASK);  /* in slice 0 */
   b->free = NULL;
-  b->key = (uintptr_t)heap_random(heap) | 1;
+  /* Through a keyed hash: the generator's output is invertible, and a leaked key must not give
+   * away the heap's generator state (every other key and shuffle order of the heap). */
+  uint64_t r = heap_random(heap);
+  b->key = (uintptr_t)keyed_hash(&r, 1, 0x626C6F636B6B6579ULL) | 1;          /* "blockkey" */
   b->used = 0;
   b->chunk_size = (uint32_t)chunk_size;
   b->capacity = (uint32_t)(((size_t)b->slices << SLICE_SHIFT) / chunk_size);
-  b->carved = 0;
+  /* A large block's one chunk is handed out at once; a class block is carved by block_extend. */
+  b->carved = cls == CLASS_LARGE ? 1 : 0;
   b->div_magic = UINT64_MAX / chunk_size + 1;
-  block_set_limit(b, b->capacity * (uint32_t)chunk_size);
+  block_set_limit(b, b->carved * (uint32_t)chunk_size);
   b->cls = (uint8_t)cls;
   b->start = (uint8_t *)sb + ((size_t)b->index << SLICE_SHIFT);
   block_seal(b);
@@ -56,6 +60,11 @@ bool block_extend(block_t *b) {
   }
   b->free = next;
   b->carved += (uint32_t)batch;
+  /* Raised before any chunk of the batch is handed out (see block_limit). The check covers only
+   * whether the block is in use, so a remote freer verifying the descriptor meanwhile agrees. */
+  bool first_batch = block_limit(b) == 0;
+  block_set_limit(b, b->carved * b->chunk_size);
+  if (first_batch) block_seal(b);
   return true;
 }
 
@@ -91,6 +100,7 @@ static apex_noinline bool block_retire_at_free(heap_t *heap, superblock_t *sb, b
  * kept so that a loop allocating and freeing one object does not re-create the block each time. */
 bool block_free_slow(heap_t *heap, superblock_t *sb, block_t *b) {
   if (b->flags & BLOCK_IN_FULL) {
+    superblock_verify(sb);                     /* the local free found `heap` in sb unchecked */
     b->flags &= (uint8_t)~BLOCK_IN_FULL;
     block_unarm_full(b);
     if (b->cls != CLASS_LARGE) heap_queue_push_back(heap, b);
@@ -99,7 +109,10 @@ bool block_free_slow(heap_t *heap, superblock_t *sb, block_t *b) {
   /* Keeping a spare costs at most one 64 KiB slice per class; multi-slice blocks (0.1 to 1 MiB)
    * are always retired, or a buffer growing through the classes would leave one in each. */
   bool keep_spare = b->slices == 1 && heap->current[b->cls] == b && b->next == NULL;
-  if (b->cls == CLASS_LARGE || heap->retire_all || !keep_spare) return block_retire_at_free(heap, sb, b);
+  if (b->cls == CLASS_LARGE || heap->retire_all || !keep_spare) {
+    superblock_verify(sb);                     /* retiring acts on `heap`, found in sb unchecked */
+    return block_retire_at_free(heap, sb, b);
+  }
   return false;
 }
 

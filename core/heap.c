@@ -492,6 +492,7 @@ apex_export apex_heap_t *apex_heap_new_ex(const apex_heap_options_t *opts) {
   if (heap == NULL) { errno = ENOMEM; return NULL; }
   heap->explicit_handle = true;
   heap->limit = o.size >= offsetof(apex_heap_options_t, limit) + sizeof o.limit ? o.limit : 0;
+  atomic_store_explicit(&heap->explicit_root, heap, memory_order_relaxed);
   atomic_store_explicit(&heap->thread_id, current_thread_id(), memory_order_release);
   return heap;
 }
@@ -519,7 +520,8 @@ static heap_t *heap_shared_of(heap_t *heap) {
     if (shared != NULL) {
       shared->parent = heap;
       shared->magic = 0;               /* not a handle of its own */
-      __atomic_store_n(&heap->shared, shared, __ATOMIC_RELEASE);
+      atomic_store_explicit(&shared->explicit_root, heap, memory_order_relaxed);
+      __atomic_store_n(&heap->shared, shared, __ATOMIC_RELEASE);   /* the owner reads it unlocked (limits) */
     }
   }
   pthread_mutex_unlock(&g_heaps_lock);
@@ -586,6 +588,8 @@ apex_export int apex_heap_destroy(apex_heap_t *heap) {
   if (!heap_handle_ok(heap) || heap->is_default || heap->parent != NULL) return EINVAL;
   if (atomic_load_explicit(&heap->visiting, memory_order_acquire) != 0) return EBUSY;
   purger_defer(true);
+  atomic_store_explicit(&heap->explicit_root, NULL, memory_order_relaxed);
+  if (heap->shared != NULL) atomic_store_explicit(&heap->shared->explicit_root, NULL, memory_order_relaxed);
   heap_t *parts[2] = { heap, heap->shared };
   for (int i = 0; i < 2; i++) {
     if (parts[i] == NULL) continue;
@@ -618,6 +622,8 @@ apex_export int apex_heap_delete(apex_heap_t *heap) {
   if (owner != me && (owner != 0 || !atomic_compare_exchange_strong(&heap->thread_id, &owner, me)))
     return EPERM;
   pthread_mutex_lock(&heap->shared_lock);      /* no non-owner allocation is using it any more */
+  atomic_store_explicit(&heap->explicit_root, NULL, memory_order_relaxed);   /* its objects: default */
+  if (heap->shared != NULL) atomic_store_explicit(&heap->shared->explicit_root, NULL, memory_order_relaxed);
   heap_t *shared = heap->shared;
   heap->shared = NULL;
   pthread_mutex_unlock(&heap->shared_lock);
@@ -754,7 +760,7 @@ static int walk_blocks(const walk_t *w) {
 /* Still on the heap's list (huge_lock held)? Then it is live and mapped; its size may have
  * changed (an in-place realloc). */
 static bool huge_still_listed(const heap_t *heap, visit_item_t *item) {
-  for (superblock_t *h = heap->huge_list; h != NULL; h = h->all_next) {
+  for (huge_t *h = heap->huge_list; h != NULL; h = h->all_next) {
     if ((uint8_t *)h + h->huge_offset == item->p) {
       item->size = h->huge_size;
       return true;
@@ -770,7 +776,7 @@ static int walk_huge(const walk_t *w) {
   for (;;) {
     pthread_mutex_lock(&heap->huge_lock);
     if (heap->huge_count <= cap) {
-      for (superblock_t *h = heap->huge_list; h != NULL && n < cap; h = h->all_next)
+      for (huge_t *h = heap->huge_list; h != NULL && n < cap; h = h->all_next)
         items[n++] = (visit_item_t){ (uint8_t *)h + h->huge_offset, h->huge_size };
       unlinked = heap->huge_total_out;
       pthread_mutex_unlock(&heap->huge_lock);

@@ -79,7 +79,8 @@ typedef struct block_s {
   uint8_t *start;              /* first chunk */
   uint64_t div_magic;          /* UINT64_MAX / chunk_size + 1: divisibility test by one multiply */
   uintptr_t key;               /* secret for free-list link encoding */
-  _Atomic uint32_t limit;      /* capacity * chunk_size; 0 while not in use (relaxed: see block_limit) */
+  _Atomic uint32_t limit;      /* carved * chunk_size: the extent ever handed out; 0 while not in
+                                * use (relaxed: see block_limit); only the owner raises it */
   uint32_t chunk_size;
   uint32_t capacity;           /* chunks that fit in the block */
   uint8_t  cls;
@@ -110,33 +111,53 @@ enum { BLOCK_QUEUED = 0, BLOCK_FULL = 1, BLOCK_NOTIFIED = 2 };
 apex_inline chunk_t *remote_chunks(uintptr_t word) { return (chunk_t *)(word & ~REMOTE_STATE_MASK); }
 apex_inline uintptr_t remote_state(uintptr_t word) { return word & REMOTE_STATE_MASK; }
 
+/* Every registered mapping (a superblock, or a huge object's header page) starts with the same
+ * three fields: they are all a caller of superblock_of() reads before it knows which kind of
+ * header it holds. `check` is a keyed hash of the header fields that frees and reallocs trust
+ * (see header_check in superblock.c): a header overwritten by a stray or overflowing write is
+ * caught before the allocator acts on it. */
 struct superblock_s {
   /* First cache line: what every free reads. */
   _Atomic(heap_t *) heap;                /* owning heap; NULL while cached globally */
   uint32_t kind;                         /* SB_KIND_BLOCKS or SB_KIND_HUGE */
+  uint32_t check;                        /* superblock_seal: keyed hash of heap, kind, address */
   uint32_t used_slices;
   uint64_t free_slices;                  /* bit i set: slice i is free (bit 0 never) */
   uint64_t dirty_slices;                 /* bit i set: slice i was ever handed to a block */
   uint8_t  slice_head[SLICES_PER_SB];    /* slice -> head slice of its block */
   /* Then the bookkeeping of the slow paths. */
-  uint64_t magic;                        /* SB_MAGIC ^ address */
   superblock_t *next, *prev;             /* heap's superblock list, or the global cache */
-  superblock_t *all_next, *all_prev;     /* every mapped superblock, under the walk lock; for a
-                                          * huge object: its heap's list of huge objects */
-  heap_t *huge_heap;                     /* huge objects: the heap that allocated it */
-  uint8_t *map_base;                     /* start of the mapping (huge: may precede the header) */
-  size_t   map_size;                     /* bytes mapped at map_base */
-  size_t   huge_size;                    /* huge objects: usable bytes */
-  size_t   huge_offset;                  /* huge objects: user pointer = header + huge_offset */
-  _Atomic(uint32_t) huge_state;          /* HUGE_LIVE / HUGE_FREE */
+  superblock_t *all_next, *all_prev;     /* every mapped superblock, under the walk lock */
   uint32_t purged;                       /* cached: its data slices were given back already */
   uint32_t numa_node;                    /* node it was placed on (its cache list) */
   uint64_t lazy_slices;                  /* free slices given back with MADV_FREE (still dirty) */
-  uint64_t release_ns;                   /* cached (superblock or huge): when it entered the cache */
-  _Alignas(64) block_t blocks[SLICES_PER_SB];  /* descriptor per head slice */
+  uint64_t release_ns;                   /* cached: when it entered the cache */
+  /* Offset 256 (not the 192 the fields above would allow): with blocks[] one descriptor size
+   * into the header, compilers fold the offset into the index and apex_free grows by four
+   * instructions (measured with callgrind, gcc 12). */
+  _Alignas(128) block_t blocks[SLICES_PER_SB];  /* descriptor per head slice */
 };
 
-#define SB_MAGIC        0x41504558534250ULL  /* "APEXSBP" */
+/* The header of a huge object (its own mapping): one page at superblock_base(user pointer). It
+ * shares only the leading heap/kind/check with superblock_t. */
+typedef struct huge_s huge_t;
+struct huge_s {
+  _Atomic(heap_t *) heap;                /* the heap that allocated it: its list, its limit */
+  uint32_t kind;                         /* SB_KIND_HUGE */
+  uint32_t check;                        /* huge_seal: keyed hash of the fields down to huge_offset */
+  uint8_t *map_base;                     /* start of the mapping (may precede the header) */
+  size_t   map_size;                     /* bytes mapped at map_base */
+  size_t   huge_size;                    /* usable bytes */
+  size_t   huge_offset;                  /* user pointer = header + huge_offset */
+  huge_t  *all_next, *all_prev;          /* its heap's list of live huge objects (huge_lock) */
+  uint32_t link_check;                   /* keyed hash of the two links, checked before unlinking */
+  _Atomic(uint32_t) huge_state;          /* HUGE_LIVE / HUGE_FREE */
+  uint64_t release_ns;                   /* cached: when it entered the huge cache */
+};
+_Static_assert(offsetof(huge_t, heap) == offsetof(superblock_t, heap) &&
+               offsetof(huge_t, kind) == offsetof(superblock_t, kind) &&
+               offsetof(huge_t, check) == offsetof(superblock_t, check), "one common header start");
+
 #define SB_KIND_BLOCKS  1
 #define SB_KIND_HUGE    2
 #define HUGE_LIVE       1
@@ -156,8 +177,10 @@ typedef struct {
   _Atomic size_t remote_free_count;          /* of those, chunks that came from other threads */
 } heap_counters_t;
 
+/* A release store (a plain move on x86): a reader that sees a free_bytes value sees every
+ * alloc_bytes increment made before it (heap_over_limit reads them in that order). */
 apex_inline void counter_add(_Atomic size_t *c, size_t n) {
-  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_release);
 }
 
 struct apex_heap_s {
@@ -188,12 +211,15 @@ struct apex_heap_s {
   /* The handle side (apex_heap_t is a heap_t). */
   uint64_t magic;                        /* HEAP_MAGIC ^ address while the handle is valid */
   bool is_default;                       /* a thread's default heap: not destroyable/deletable */
+  _Atomic(heap_t *) explicit_root;       /* the apex_heap_new handle this heap (or its shared part)
+                                          * serves while that handle is valid, else NULL: realloc
+                                          * keeps such a heap's objects in it (any thread reads it) */
   size_t limit;                          /* most live bytes (apex_heap_options_t.limit); 0 = none */
   heap_t *parent;                        /* for a shared sub-heap: the heap it serves */
   heap_t *shared;                        /* sub-heap serving allocations by non-owner threads */
   pthread_mutex_t shared_lock;           /* serializes those allocations */
   pthread_mutex_t huge_lock;             /* guards the huge list and its totals */
-  superblock_t *huge_list;               /* live huge objects allocated from this heap */
+  huge_t *huge_list;                     /* live huge objects allocated from this heap */
   size_t huge_bytes, huge_count;         /* live huge objects */
   size_t huge_total_in, huge_total_out;  /* cumulative bytes of huge objects made / freed */
   heap_t *free_next;                     /* destroyed heap structs waiting for reuse */
@@ -285,6 +311,14 @@ void          superblock_release(heap_t *heap, superblock_t *sb);
 block_t      *superblock_take_slices(heap_t *heap, size_t slices, size_t align_slices);
 void          superblock_give_slices(heap_t *heap, superblock_t *sb, block_t *b);
 void          registry_set(void *base, bool present);
+void          registry_quiesce(void);                 /* after clearing a bit, before unmapping */
+void          registry_read_begin(void);              /* apex_owns: nothing is unmapped until ... */
+void          registry_read_end(void);                /* ... this (see superblock.c) */
+uint64_t      keyed_hash(const uint64_t *words, size_t n, uint64_t domain);  /* see superblock.c */
+uint32_t      header_check(const uint64_t *words, size_t n);   /* keyed hash for mapping headers */
+void          superblock_seal(superblock_t *sb);
+void          superblock_verify(const superblock_t *sb);       /* aborts when the header was overwritten */
+apex_noreturn void superblock_corrupted(const superblock_t *sb);
 void          superblock_cache_lock(void);
 void          superblock_cache_unlock(void);
 void          superblock_cache_reset_lock(void);
@@ -306,6 +340,20 @@ apex_inline superblock_t *superblock_of(const void *p) {
   uint64_t word = atomic_load_explicit(&g_registry[unit >> 6], memory_order_acquire);
   if (apex_unlikely(!(word & ((uint64_t)1 << (unit & 63))))) return NULL;
   return (superblock_t *)(a & ~(uintptr_t)SB_MASK);
+}
+
+/* The keyed check of a superblock header's heap and kind (with its address); see header_check in
+ * superblock.c. Inline and unrolled for these two words, about 15 instructions: every remote free
+ * pays it (free_remote in alloc.c). */
+apex_inline uint32_t superblock_check(const superblock_t *sb) {
+  uint64_t k = (uint64_t)g_secret ^ 0x73757065726B6579ULL;                 /* "superkey" */
+  uint64_t h = ((uint64_t)(uintptr_t)atomic_load_explicit(&sb->heap, memory_order_relaxed) ^ k) *
+               0xFF51AFD7ED558CCDULL;
+  h ^= h >> 32;
+  h = (h ^ (uint64_t)(uintptr_t)sb ^ sb->kind) * 0xC4CEB9FE1A85EC53ULL;
+  h ^= h >> 32;
+  h = (h ^ ((k << 35) | (k >> 29))) * 0x9E3779B97F4A7C15ULL;
+  return (uint32_t)(h >> 32);
 }
 
 /* The bits of `count` slices starting at slice `first` (count 64: the whole superblock). */
@@ -350,8 +398,12 @@ apex_inline bool chunk_is_free(const chunk_t *c) {
   return ((tag_load(c) ^ chunk_tag_free(c)) | TAG_REMOTE) == TAG_REMOTE;
 }
 
-/* The block's extent. Relaxed atomics (plain moves on x86): a query such as apex_owns on a freed
- * pointer may read it while the owner retires the block; either answer is then correct. */
+/* The block's carved extent: chunks at or past it were never handed out, so a free of one is
+ * rejected by the same test that rejects interior pointers, and a decoded free-list link cannot
+ * point there. Relaxed atomics (plain moves on x86): the owner raises it in block_extend before
+ * any chunk of the new batch is handed out, so a thread freeing a chunk (which it got, through
+ * some synchronization, after the carve) sees a large enough value; apex_owns on a freed pointer
+ * may read it while the owner retires the block, and either answer is then correct. */
 apex_inline uint32_t block_limit(const block_t *b) { return atomic_load_explicit(&b->limit, memory_order_relaxed); }
 apex_inline void block_set_limit(block_t *b, uint32_t v) { atomic_store_explicit(&b->limit, v, memory_order_relaxed); }
 
@@ -360,6 +412,21 @@ apex_inline void block_set_limit(block_t *b, uint32_t v) { atomic_store_explicit
 apex_inline bool chunk_start_ok(const block_t *b, const void *p) {
   uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)b->start);
   return off < block_limit(b) && off * b->div_magic <= b->div_magic - 1;
+}
+/* A decoded free-list link is NULL or the start of a chunk of b (slow paths: the division test
+ * costs a multiply the fast path's range-only test does not pay; see block_pop). */
+apex_inline bool link_ok(const block_t *b, const chunk_t *next) {
+  return next == NULL || chunk_start_ok(b, next);
+}
+/* The same for a loop over one block's list, with the block's fields read once (the limit cannot
+ * change under the owner, who alone collects and carves). */
+typedef struct { uintptr_t start; uint64_t limit, magic; } link_bounds_t;
+apex_inline link_bounds_t link_bounds(const block_t *b) {
+  return (link_bounds_t){ (uintptr_t)b->start, block_limit(b), b->div_magic };
+}
+apex_inline bool link_ok_in(link_bounds_t k, const chunk_t *next) {
+  uint64_t off = (uint64_t)((uintptr_t)next - k.start);
+  return next == NULL || ((off < k.limit) & (off * k.magic <= k.magic - 1));
 }
 apex_inline superblock_t *superblock_base(const void *p) {
   return (superblock_t *)(((uintptr_t)p - 1) & ~(uintptr_t)SB_MASK);
@@ -427,14 +494,16 @@ void    huge_discard_all(heap_t *heap);
 void    huge_cache_flush(void);
 void    huge_cache_decay(uint64_t now_ns, uint64_t decay_ns);  /* purger thread */
 bool    huge_recently_unmapped(const void *p);
-void    huge_free(superblock_t *sb, void *p);
-void   *huge_realloc(superblock_t *sb, void *p, size_t size);
+void    huge_free(huge_t *h, void *p);
+void   *huge_realloc(huge_t *h, void *p, size_t size);
+void    huge_verify(const huge_t *h, const void *p);      /* aborts when the header was overwritten */
 void    huge_cache_lock(void);
 void    huge_cache_unlock(void);
 void    huge_cache_reset_lock(void);
 
 /* ---- alloc.c --------------------------------------------------------------------------------- */
 void  *apex_alloc_aligned(size_t size, size_t alignment, bool zero);
+bool   heap_over_limit(heap_t *heap, size_t usable);   /* false when the heap has no limit */
 
 /* ---- init.c ---------------------------------------------------------------------------------- */
 extern _Atomic int g_init_state;                      /* 0 none, 1 running, 2 ready */
@@ -516,7 +585,8 @@ size_t  usable_size_checked(const void *p, const char *op);
  * descriptors may change under the walk when their owner is busy: readers take what they see as
  * an approximation (fields are read racily on purpose; see APEX_RACY_READER). */
 typedef void (*superblock_walk_fn)(superblock_t *sb, void *arg);
-void superblocks_walk(superblock_walk_fn blocks_fn, superblock_walk_fn huge_fn, void *arg);
+typedef void (*huge_walk_fn)(huge_t *h, void *arg);
+void superblocks_walk(superblock_walk_fn blocks_fn, huge_walk_fn huge_fn, void *arg);
 #if defined(__SANITIZE_THREAD__)
 #define APEX_RACY_READER __attribute__((no_sanitize("thread")))
 #elif defined(__has_feature)
@@ -536,7 +606,17 @@ extern _Atomic size_t g_huge_live_bytes;
 extern _Atomic size_t g_heap_metadata;   /* bytes mapped for heap structs */
 void stats_mapped(ptrdiff_t delta);
 
-/* xorshift64*: fast, good enough for randomizing layout; seeded from getrandom. */
+/* murmur3's 64-bit finalizer: a bijection that mixes every input bit into every output bit. */
+apex_inline uint64_t fmix64(uint64_t x) {
+  x ^= x >> 33; x *= 0xFF51AFD7ED558CCDULL;
+  x ^= x >> 33; x *= 0xC4CEB9FE1A85EC53ULL;
+  x ^= x >> 33;
+  return x;
+}
+
+/* xorshift64*: fast, good enough for randomizing layout (the quarantine's eviction order); seeded
+ * from getrandom. Its output is an invertible function of its state: anything that may leak (block
+ * keys) goes through keyed_hash first. */
 apex_inline uint64_t heap_random(heap_t *heap) {
   uint64_t x = heap->rng;
   x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
@@ -545,9 +625,6 @@ apex_inline uint64_t heap_random(heap_t *heap) {
 }
 
 /* ---- Fast-path helpers shared by alloc.c and remote.c -------------------------------------- */
-/* Takes chunk `c` off the front of b's free list and marks it live. The decoded link must stay
- * inside c's superblock: anything else means the list was overwritten (use after free or an
- * overflow), and following it could hand out an attacker-chosen address. */
 /* Counts chunk c as handed out; the block's free list is the caller's business. */
 apex_inline void *chunk_hand_out(heap_t *heap, block_t *b, chunk_t *c) {
   b->used++;
@@ -556,8 +633,13 @@ apex_inline void *chunk_hand_out(heap_t *heap, block_t *b, chunk_t *c) {
 }
 
 /* Pops c off b's free list. The chunk must still carry its free tag (else something wrote to it
- * after it was freed) and its decoded link must point inside the same block, or be NULL (else the
- * list was overwritten, and following it could hand out an attacker-chosen address). */
+ * after it was freed) and its decoded link must point inside the carved part of the same block,
+ * or be NULL (else the list was overwritten, and following it could hand out an attacker-chosen
+ * address). Only the range is tested here: the divisibility test (link_ok) costs two more
+ * instructions per malloc (callgrind, bench_malloc_loop), so it runs where links are collected
+ * (block_collect), and a link that passes the range test still needs a forged free tag on the
+ * chunk it points to before it is handed out. Both words are cleared: a fresh object never shows its tag, nor its encoded link
+ * (which, for the last chunk of a list, is the block's key itself mixed with the address). */
 apex_inline void *block_pop(heap_t *heap, block_t *b, chunk_t *c) {
   chunk_t *next = link_decode(b, c);
   bool tag_bad = tag_load(c) != chunk_tag_free(c);
@@ -565,6 +647,7 @@ apex_inline void *block_pop(heap_t *heap, block_t *b, chunk_t *c) {
   if (APEX_CHECKS && apex_unlikely(tag_bad | link_bad))     /* one branch for both checks */
     apex_fatal(tag_bad ? "write after free" : "corrupted free list", c, b->cls);
   b->free = next;
+  c->next_enc = 0;
   tag_store(c, 0);
   return chunk_hand_out(heap, b, c);
 }

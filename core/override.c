@@ -39,7 +39,18 @@ APEX_OVERRIDE_API void free_aligned_sized(void *p, size_t alignment, size_t size
   apex_free_sized(p, size);
 }
 void *aligned_alloc(size_t alignment, size_t size) APEX_ALIAS(apex_aligned_alloc);
-void *memalign(size_t alignment, size_t size) APEX_ALIAS(apex_aligned_alloc);
+/* glibc's memalign accepts any alignment: one that is not a power of two is rounded up to the
+ * next one, one below the minimum is raised to it, and only one above SIZE_MAX/2 + 1 (no power of
+ * two is that large) fails, with EINVAL. aligned_alloc keeps C's stricter rule (EINVAL). */
+APEX_OVERRIDE_API void *memalign(size_t alignment, size_t size) {
+  if (alignment > SIZE_MAX / 2 + 1) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (alignment < APEX_MIN_ALIGN) alignment = APEX_MIN_ALIGN;
+  if ((alignment & (alignment - 1)) != 0) alignment = (size_t)1 << (64 - __builtin_clzll(alignment));
+  return apex_aligned_alloc(alignment, size);
+}
 APEX_OVERRIDE_API void *valloc(size_t size) { return apex_aligned_alloc(os_page_size(), size); }
 APEX_OVERRIDE_API void *pvalloc(size_t size) {
   size_t page = os_page_size();
@@ -50,7 +61,7 @@ APEX_OVERRIDE_API void *pvalloc(size_t size) {
 APEX_OVERRIDE_API size_t malloc_usable_size(void *p) { return apex_usable_size(p); }
 
 /* glibc's internal names (the hot ones are aliased above): some programs call them directly. */
-void *__libc_memalign(size_t alignment, size_t size) APEX_ALIAS(apex_aligned_alloc);
+APEX_OVERRIDE_API void *__libc_memalign(size_t alignment, size_t size) { return memalign(alignment, size); }
 APEX_OVERRIDE_API void *__libc_valloc(size_t size) { return valloc(size); }
 APEX_OVERRIDE_API void *__libc_pvalloc(size_t size) { return pvalloc(size); }
 

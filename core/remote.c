@@ -90,11 +90,13 @@ size_t block_collect(heap_t *heap, superblock_t *sb, block_t *b, bool *retired) 
   chunk_t *c = remote_chunks(atomic_fetch_and_explicit(&b->remote, REMOTE_STATE_MASK, memory_order_acquire));
   chunk_t *local = b->free;
   size_t n = 0;
+  link_bounds_t bounds = link_bounds(b);
   while (c != NULL) {
-    /* The link must stay inside the block before it is followed: an overwritten link must not
-     * send the owner into memory it does not own. */
+    /* The link must be a chunk start of the block's carved part before it is followed: an
+     * overwritten link must not send the owner into memory it does not own, nor into the middle
+     * of a live chunk. */
     chunk_t *next = link_decode(b, c);
-    if (apex_unlikely(next != NULL && (uintptr_t)next - (uintptr_t)b->start >= block_limit(b)))
+    if (apex_unlikely(!link_ok_in(bounds, next)))
       apex_fatal("corrupted free list", c, b->cls);
     if (apex_unlikely(tag_load(c) != (chunk_tag_free(c) ^ TAG_REMOTE)))
       apex_fatal(tag_load(c) == chunk_tag_free(c) ? "double free" : "write after free", c, b->cls);

@@ -335,6 +335,11 @@ static void count_one(superblock_t *sb, void *arg) {
   ((snapshot_t *)arg)->count++;
 }
 
+static void count_one_huge(huge_t *h, void *arg) {
+  (void)h;
+  ((snapshot_t *)arg)->count++;
+}
+
 static map_sb_t *snapshot_slot(snapshot_t *snap) {
   if (snap->count == snap->capacity) { snap->missed++; return NULL; }
   map_sb_t *m = &snap->sbs[snap->count++];
@@ -386,12 +391,12 @@ APEX_RACY_READER static void snapshot_blocks(superblock_t *sb, void *arg) {
   m->free_slices = sb->free_slices & ~covered & ~(uint64_t)1;
 }
 
-APEX_RACY_READER static void snapshot_huge(superblock_t *h, void *arg) {
+APEX_RACY_READER static void snapshot_huge(huge_t *h, void *arg) {
   map_sb_t *m = snapshot_slot(arg);
   if (m == NULL) return;
   m->address = (uintptr_t)h;
   m->kind = SB_KIND_HUGE;
-  snapshot_owner(m, h->huge_heap);
+  snapshot_owner(m, atomic_load_explicit(&h->heap, memory_order_relaxed));
   m->huge_ptr = (uintptr_t)h + h->huge_offset;
   m->huge_size = h->huge_size;
   m->map_size = h->map_size;
@@ -406,7 +411,7 @@ static size_t page_round(size_t n) {
  * two walks beyond that room are counted in `missed` and reported as omitted. */
 static int snapshot_take(snapshot_t *snap) {
   memset(snap, 0, sizeof *snap);
-  superblocks_walk(count_one, count_one, snap);
+  superblocks_walk(count_one, count_one_huge, snap);
   size_t capacity = snap->count + snap->count / 4 + 16;
   snap->map_bytes = page_round(capacity * (sizeof(map_sb_t) + sizeof(map_order_t)));
   snap->sbs = scratch_map(snap->map_bytes);

@@ -100,7 +100,9 @@ static void crc_init(void) {
   g_crc_key = (uint32_t)g_secret ^ (uint32_t)(g_secret >> 32);
 }
 
-/* The fixed fields, two byte ranges around the atomic `limit`, which is read once and added. */
+/* The fixed fields, two byte ranges around the atomic `limit`. Of the limit only whether the block
+ * is in use (non-zero) is covered: the owner raises it as it carves, while other threads verify,
+ * so block_verify checks its value against the covered geometry instead. */
 static uint32_t crc_bytes(uint32_t crc, const void *p, size_t n) {
 #if defined(__x86_64__)
   if (g_crc_hw) return crc32c_hw(crc, p, n);
@@ -110,30 +112,35 @@ static uint32_t crc_bytes(uint32_t crc, const void *p, size_t n) {
 
 static uint32_t block_crc(const block_t *b) {
   const uint8_t *base = (const uint8_t *)b;
-  uint32_t limit = block_limit(b);
+  uint32_t in_use = block_limit(b) != 0;
   uint32_t crc = crc_bytes(g_crc_key, base, offsetof(block_t, limit));
   crc = crc_bytes(crc, base + offsetof(block_t, chunk_size), offsetof(block_t, index) + 1 - offsetof(block_t, chunk_size));
-  return crc_bytes(crc, &limit, sizeof limit);
+  return crc_bytes(crc, &in_use, sizeof in_use);
 }
 
 void block_seal(block_t *b) { b->crc = block_crc(b); }
 
 void block_verify(const block_t *b) {
-  if (apex_unlikely(b->crc != block_crc(b))) apex_fatal("corrupted block metadata", b->start, b->cls);
+  if (apex_unlikely(b->crc != block_crc(b) || block_limit(b) > (uint64_t)b->capacity * b->chunk_size))
+    apex_fatal("corrupted block metadata", b->start, b->cls);
 }
 
 /* ---- Trailer and canary ----------------------------------------------------------------------
- * The trailer holds the requested size, keyed with the address and a secret, then mixed by a
+ * The trailer holds the requested size, keyed with a hash of the address, then mixed by a
  * bijection that spreads every bit over the whole word (the finalizer of MurmurHash3, whose
  * multipliers are odd and so invertible modulo 2^64). Decoding inverts the mix: after any change to
  * the stored word, even one byte of a one-byte overflow, the decoded size is a random 64-bit number,
  * which fits the chunk with probability below 2^-18, so the overwrite is reported as such instead
- * of passing as a smaller size. */
+ * of passing as a smaller size. The key is a keyed hash of the address, not an invertible function
+ * of a process secret: the slack of a live object can be read (an over-read, an uninitialized
+ * send), and its trailer must not give away g_tag_secret (the free tags) or let the trailer of
+ * another address be computed. */
 #define MIX1 0xff51afd7ed558ccdULL
 #define MIX2 0xc4ceb9fe1a85ec53ULL
 
 static uint64_t trailer_key(const void *p) {
-  return (g_tag_secret ^ (uintptr_t)p) * 0x9E3779B97F4A7C15ULL;
+  uint64_t a = (uintptr_t)p;
+  return keyed_hash(&a, 1, 0x747261696C65726BULL);                      /* "trailerk" */
 }
 
 static uint64_t inverse_odd(uint64_t a) {          /* Newton's iteration: a * x == 1 mod 2^64 */
@@ -333,8 +340,13 @@ size_t hardened_usable_size(const void *p) {
 void *hardened_realloc(heap_t *heap, void *p, size_t size, size_t alignment) {
   if (p == NULL) return hardened_alloc(heap, size, alignment, false);
   size_t old = hardened_usable_size(p);
+  int saved = errno;
   void *q = hardened_alloc(heap, size, alignment, false);
-  if (q == NULL) return size <= old && ((uintptr_t)p & (alignment - 1)) == 0 ? p : NULL;   /* a shrink never fails */
+  if (q == NULL && size <= old && ((uintptr_t)p & (alignment - 1)) == 0) {
+    errno = saved;                                     /* a shrink never fails, and keeps errno */
+    return p;
+  }
+  if (q == NULL) return NULL;
   memcpy(q, p, old < size ? old : size);
   hardened_free(p);
   return q;

@@ -27,7 +27,7 @@ void stats_mapped(ptrdiff_t delta) {
 }
 
 /* ---- The walk ------------------------------------------------------------------------------ */
-void superblocks_walk(superblock_walk_fn blocks_fn, superblock_walk_fn huge_fn, void *arg) {
+void superblocks_walk(superblock_walk_fn blocks_fn, huge_walk_fn huge_fn, void *arg) {
   apex_ensure_init();
   if (blocks_fn != NULL) {
     superblock_walk_lock();
@@ -38,7 +38,7 @@ void superblocks_walk(superblock_walk_fn blocks_fn, superblock_walk_fn huge_fn, 
     heaps_lock();
     for (heap_t *heap = heaps_first(); heap != NULL; heap = heap->all_next) {
       pthread_mutex_lock(&heap->huge_lock);
-      for (superblock_t *h = heap->huge_list; h != NULL; h = h->all_next) huge_fn(h, arg);
+      for (huge_t *h = heap->huge_list; h != NULL; h = h->all_next) huge_fn(h, arg);
       pthread_mutex_unlock(&heap->huge_lock);
     }
     heaps_unlock();
@@ -91,9 +91,9 @@ APEX_RACY_READER static void gather_blocks(superblock_t *sb, void *arg) {
   }
 }
 
-static void gather_huge(superblock_t *h, void *arg) {
+static void gather_huge(huge_t *h, void *arg) {
   gather_t *g = arg;
-  if (!heap_selected(g, h->huge_heap)) return;
+  if (!heap_selected(g, atomic_load_explicit(&h->heap, memory_order_relaxed))) return;
   g->s->huge_count++;
   g->s->active += h->map_size;
   g->s->resident += h->map_size;

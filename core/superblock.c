@@ -3,8 +3,9 @@
  * data slices are handed out as block runs, and the registry that tells whether an address
  * belongs to ApexAlloc at all.
  *
- * Owns: the superblock registry (one bit per 4 MiB of address space), the global cache of empty
- *       superblocks and its lock, the per-superblock slice bitmap, purging free slices (decay).
+ * Owns: the superblock registry (one bit per 4 MiB of address space) and the rule that nothing is
+ *       unmapped while apex_owns reads it, the keyed check of mapping headers, the global cache of
+ *       empty superblocks and its lock, the per-superblock slice bitmap, purging free slices.
  * Must never: touch chunk contents or a block's free list; decide size classes.
  */
 #include "internal.h"
@@ -21,6 +22,75 @@ void registry_set(void *base, bool present) {
   uint64_t bit = (uint64_t)1 << (unit & 63);
   if (present) atomic_fetch_or_explicit(&g_registry[unit >> 6], bit, memory_order_release);
   else         atomic_fetch_and_explicit(&g_registry[unit >> 6], ~bit, memory_order_release);
+}
+
+/* ---- Reading headers of memory that may be unmapped (apex_owns) ------------------------------
+ * apex_owns may be asked about a freed pointer while another thread unmaps its superblock or huge
+ * mapping. A reader announces itself in one of a few counters (spread over cache lines by thread,
+ * so concurrent readers do not share one), then re-tests the registry bit; whoever unmaps clears
+ * the bit first, then waits until no reader is announced. Both sides are sequentially consistent
+ * (a Dekker pair): either the reader sees the bit cleared and reads nothing, or the unmapper sees
+ * the reader and waits for it. Frees need none of this: a pointer being freed is live, so its
+ * memory cannot go away underneath (a concurrent double free is undefined either way). */
+#define OWNS_SHARDS 8
+static struct { _Alignas(64) _Atomic size_t readers; } g_owns_readers[OWNS_SHARDS];
+
+static size_t owns_shard(void) {
+  return (size_t)((current_thread_id() * 0x9E3779B97F4A7C15ULL) >> 61) & (OWNS_SHARDS - 1);
+}
+
+void registry_read_begin(void) {
+  atomic_fetch_add_explicit(&g_owns_readers[owns_shard()].readers, 1, memory_order_seq_cst);
+  atomic_thread_fence(memory_order_seq_cst);
+}
+
+void registry_read_end(void) {
+  atomic_fetch_sub_explicit(&g_owns_readers[owns_shard()].readers, 1, memory_order_release);
+}
+
+void registry_quiesce(void) {
+  atomic_thread_fence(memory_order_seq_cst);
+  for (size_t i = 0; i < OWNS_SHARDS; i++)
+    while (atomic_load_explicit(&g_owns_readers[i].readers, memory_order_seq_cst) != 0) {
+#if defined(__x86_64__)
+      __builtin_ia32_pause();
+#endif
+    }
+}
+
+/* ---- Keyed header checks -----------------------------------------------------------------------
+ * The fields of a mapping's header that frees and reallocs act on (owning heap, kind, geometry,
+ * list links) carry a 32-bit keyed hash, so a header rewritten by a stray or overflowing write is
+ * caught before it is trusted (it sits at the start of a 4 MiB unit, where a linear overflow out
+ * of the mapping below lands). Not CRC32-C, whose output is an affine function of the data (one
+ * leaked header and its check would let anyone forge the check of any other contents): each word
+ * goes through a multiply and a xor-shift starting from a key derived from g_secret, and the
+ * result through murmur3's finalizer with the key mixed in again (superblock_check in internal.h:
+ * the same idea unrolled for two words, about 15 instructions, since every remote free pays it). It is not a cryptographic MAC; a blind guess
+ * succeeds with probability 2^-32 and aborts the process otherwise. */
+uint64_t keyed_hash(const uint64_t *words, size_t n, uint64_t domain) {
+  uint64_t k = (uint64_t)g_secret ^ (domain * 0x9E3779B97F4A7C15ULL);
+  uint64_t h = k;
+  for (size_t i = 0; i < n; i++) {
+    h = (h ^ words[i]) * 0xFF51AFD7ED558CCDULL;
+    h ^= h >> 32;
+  }
+  return fmix64(h ^ ((k << 35) | (k >> 29)));
+}
+
+uint32_t header_check(const uint64_t *words, size_t n) {
+  uint64_t h = keyed_hash(words, n, 0x6865616465726B31ULL);            /* "headerk1" */
+  return (uint32_t)(h ^ (h >> 32));
+}
+
+/* Whoever changes the owning heap reseals; a thread may verify only while nobody can change it
+ * (it holds a live chunk of the superblock, or owns the heap). */
+void superblock_seal(superblock_t *sb) { sb->check = superblock_check(sb); }
+
+void superblock_corrupted(const superblock_t *sb) { apex_fatal("corrupted superblock header", sb, (size_t)-1); }
+
+void superblock_verify(const superblock_t *sb) {
+  if (apex_unlikely(sb->check != superblock_check(sb) || sb->kind != SB_KIND_BLOCKS)) superblock_corrupted(sb);
 }
 
 
@@ -55,6 +125,7 @@ static void superblock_unmap(superblock_t *sb) {
   pthread_mutex_lock(&g_walk_lock);
   walk_list_remove(sb);
   registry_set(sb, false);
+  registry_quiesce();
   atomic_fetch_sub_explicit(&g_superblocks_live, 1, memory_order_relaxed);
   os_unmap(sb, SB_SIZE);
   pthread_mutex_unlock(&g_walk_lock);
@@ -152,7 +223,7 @@ static superblock_t *cache_pop(size_t node) {
 #define PLACEMENT_WINDOW ((uintptr_t)1 << 40)
 
 static _Atomic uintptr_t g_window_base;
-static _Atomic uint64_t g_placement_rng;
+static _Atomic uint64_t g_placement_count;
 
 static void *random_placement(void) {
   uintptr_t window = atomic_load_explicit(&g_window_base, memory_order_acquire);
@@ -161,12 +232,12 @@ static void *random_placement(void) {
     uint64_t r;
     os_random(&r, sizeof r);
     uintptr_t mine = ((uintptr_t)16 << 40) + (uintptr_t)(r % 80) * PLACEMENT_WINDOW;
-    atomic_store_explicit(&g_placement_rng, r | 1, memory_order_relaxed);
     if (atomic_compare_exchange_strong(&g_window_base, &window, mine)) window = mine;
   }
-  uint64_t x = atomic_load_explicit(&g_placement_rng, memory_order_relaxed);
-  x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-  atomic_store_explicit(&g_placement_rng, x, memory_order_relaxed);
+  /* A keyed hash of a counter: the addresses already seen (18 bits each) say nothing about the
+   * next one, unlike the low bits of a linear generator's state. */
+  uint64_t n = atomic_fetch_add_explicit(&g_placement_count, 1, memory_order_relaxed);
+  uint64_t x = keyed_hash(&n, 1, 0x706C6163656D6E74ULL);              /* "placemnt" */
   uintptr_t offset = (uintptr_t)(x % (PLACEMENT_WINDOW / SB_SIZE)) * SB_SIZE;
   return (void *)(window + offset);
 }
@@ -183,10 +254,8 @@ static superblock_t *superblock_map_new(size_t node) {
    * underflow from user data cannot reach the block descriptors. */
   os_protect_none((uint8_t *)sb + SLICE_SIZE - os_page_size(), os_page_size());
   /* Fresh mappings read as zero, so only the non-zero fields need setting. */
-  sb->magic = SB_MAGIC ^ (uintptr_t)sb;
   sb->kind = SB_KIND_BLOCKS;
-  sb->map_base = (uint8_t *)sb;
-  sb->map_size = SB_SIZE;
+  superblock_seal(sb);
   sb->free_slices = ~(uint64_t)1;
   sb->dirty_slices = 1;
   atomic_fetch_add_explicit(&g_superblocks_live, 1, memory_order_relaxed);
@@ -204,6 +273,7 @@ static void heap_link_superblock(heap_t *heap, superblock_t *sb) {
   heap->superblocks_last = sb;
   heap->superblock_count++;
   atomic_store_explicit(&sb->heap, heap, memory_order_release);
+  superblock_seal(sb);
 }
 
 static void heap_unlink_superblock(heap_t *heap, superblock_t *sb) {
@@ -237,6 +307,7 @@ void superblock_release(heap_t *heap, superblock_t *sb) {
   heap_unlink_superblock(heap, sb);
   heap_dirty_sub(heap, dirty_free_of(sb));
   atomic_store_explicit(&sb->heap, NULL, memory_order_relaxed);
+  superblock_seal(sb);
   /* With opt.decay_ms = 0 the pages go back at once; else the purge thread returns them once
    * they have sat in the cache for decay_ms. */
   bool now = atomic_load_explicit(&g_opt.decay_ms, memory_order_relaxed) == 0;
@@ -363,6 +434,7 @@ block_t *superblock_take_slices(heap_t *heap, size_t count, size_t align_slices)
 /* The slices of a retired block go back to their superblock; an empty superblock is released
  * unless it is the heap's last one (kept so a steady alloc/free loop never returns to the OS). */
 void superblock_give_slices(heap_t *heap, superblock_t *sb, block_t *b) {
+  superblock_verify(sb);                       /* a local free found `heap` in sb unchecked */
   size_t count = b->slices;
   uint64_t mask = slice_run_mask(b->index, count);
   apex_assert((sb->free_slices & mask) == 0);

@@ -19,7 +19,9 @@
  *   - Memory may be freed by any thread, including threads that never allocated.
  *
  * When built as libapexalloc.so the whole malloc family (malloc, free, calloc, realloc, ...)
- * is replaced as well, so the apex_* functions and the standard ones are interchangeable.
+ * is replaced as well, so the apex_* functions and the standard ones are interchangeable. Each
+ * keeps its own library's edge cases: aligned_alloc rejects an alignment that is not a power of
+ * two (EINVAL), while memalign, like glibc's, rounds it up to the next power of two.
  */
 #ifndef APEXALLOC_H
 #define APEXALLOC_H
@@ -62,7 +64,10 @@ void *apex_calloc(size_t count, size_t size);
  *     so the result is always either NULL (failure, p untouched) or a pointer to free.
  *   - On failure returns NULL, sets errno = ENOMEM, and p stays valid and unchanged.
  *   - Resizing within the same size class (and most shrinks) happens in place; in hardened mode
- *     (APEX_SECURE=2) realloc always moves, so a stale pointer never aliases the new object. */
+ *     (APEX_SECURE=2) realloc always moves, so a stale pointer never aliases the new object.
+ *   - An object of a heap made with apex_heap_new / apex_heap_new_ex stays in that heap when it
+ *     moves (so apex_heap_destroy and the heap's limit still cover it; growing past the limit
+ *     fails with ENOMEM, p untouched); an object of a default heap moves to the caller's. */
 void *apex_realloc(void *p, size_t size);
 
 /* Like apex_realloc(p, count*size) but returns NULL / ENOMEM when the product overflows. */
@@ -107,7 +112,9 @@ typedef struct apex_heap_s apex_heap_t;
 typedef struct apex_heap_options_s {
   size_t size;            /* sizeof(apex_heap_options_t): lets the struct grow compatibly */
   size_t limit;           /* most bytes live in the heap at once (usable sizes); 0 = no limit.
-                             An allocation that would exceed it returns NULL with ENOMEM. */
+                             An allocation, or a realloc growing an object, that would exceed it
+                             returns NULL with ENOMEM. Objects freed by other threads count until
+                             the heap collects them, which it does before refusing. */
 } apex_heap_options_t;
 
 /* Creates a heap owned by the calling thread. NULL with ENOMEM when out of memory. */
@@ -148,7 +155,9 @@ void *apex_heap_calloc(apex_heap_t *h, size_t count, size_t size, size_t alignme
 /* Resizes p (allocated from any heap) to new_size bytes aligned to `alignment`, allocating from h
  * if it must move. old_size is what the caller believes p's size is (lua_Alloc's osize); it is
  * only a hint and may be 0. Follows apex_realloc otherwise: p == NULL allocates; on failure NULL,
- * errno = ENOMEM and p unchanged. new_size == 0 frees p and returns NULL (lua_Alloc's contract). */
+ * errno = ENOMEM and p unchanged. new_size == 0 frees p and returns NULL (lua_Alloc's contract).
+ * A shrink never fails: when p cannot move (out of memory, at the limit) it is returned as it is,
+ * and errno is left unchanged. */
 void *apex_heap_realloc(apex_heap_t *h, void *p, size_t old_size, size_t new_size, size_t alignment);
 
 /* Called once per live object: return 0 to go on, anything else to stop the walk. */
@@ -166,7 +175,9 @@ typedef int (*apex_visit_fn)(void *ptr, size_t usable_size, void *arg);
 int apex_heap_visit(apex_heap_t *h, apex_visit_fn visit, void *arg);
 
 /* 1 when p is the start of a live ApexAlloc allocation, 0 otherwise (freed, interior, foreign,
- * NULL). Never aborts: hosts use it to route foreign pointers to the right allocator. */
+ * NULL, an address inside a block that no allocation has covered yet). Never aborts, and never
+ * faults, even for a pointer another thread frees (and unmaps) meanwhile: hosts use it to route
+ * foreign pointers to the right allocator. Costs two uncontended atomic operations. */
 int apex_owns(const void *p);
 
 /* Frees the memory of heaps whose threads have exited and returns cached memory; also what the

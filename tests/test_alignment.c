@@ -197,6 +197,29 @@ static void check_enomem(void) {
   }
 }
 
+/* memalign is glibc's, not C's: an alignment that is not a power of two is rounded up to the
+ * next one (0 and small ones give the minimum alignment); only one above SIZE_MAX/2 + 1 fails, with
+ * EINVAL. (aligned_alloc rejects all of them: check_einval.) */
+static void check_memalign_rounds_up(void) {
+  if (APEX_TEST_FOREIGN_MALLOC) return;
+  const size_t odd[] = {0, 3, 5, 6, 12, 24, 48, 100, 1000, 4097, 12288, 65535, (1u << 20) + 1, 3u << 20};
+  for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+    size_t a = tu_opaque(odd[i]);
+    size_t want = 16;
+    while (want < a) want *= 2;
+    errno = 4242;
+    void *p = memalign(a, 100);
+    CHECK(p != NULL, "memalign(%zu, 100) = NULL, errno %d; glibc rounds the alignment up to %zu", a, errno, want);
+    CHECK(tu_aligned(p, want), "memalign(%zu, 100) = %p is not %zu-byte aligned", a, p, want);
+    CHECK(apex_owns(p) == 1, "memalign(%zu, 100) = %p is not ApexAlloc's", a, p);
+    memset(p, 0x5a, 100);
+    free(p);
+  }
+  errno = 0;
+  void *p = memalign(tu_opaque(SIZE_MAX / 2 + 2), 16);
+  CHECK(p == NULL && errno == EINVAL, "memalign(SIZE_MAX/2 + 2, 16) = %p, errno %d; want NULL, EINVAL", p, errno);
+}
+
 int main(void) {
   page = tu_page_size();
   size_t max_align = 4 * TU_MIB;
@@ -215,6 +238,7 @@ int main(void) {
   }
   check_einval();
   check_enomem();
+  check_memalign_rounds_up();
   printf("alignment: OK\n");
   return 0;
 }
