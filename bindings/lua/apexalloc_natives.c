@@ -60,7 +60,9 @@ static int native_usage(lua_State *L) {
     lua_pushliteral(L, "this state does not run on ApexAlloc (see apexalloc.install)");
     return 2;
   }
-  lua_createtable(L, 0, APEX_LUA_KINDS + 8);
+  /* Lua's own count, read at the same moment: total + foreign equals it. */
+  size_t lua_bytes = (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB, 0);
+  lua_createtable(L, 0, APEX_LUA_KINDS + 9);
   for (int k = 0; k < APEX_LUA_KINDS; k++) {
     lua_createtable(L, 0, 4);
     set_size(L, "created_objects", u.created_objects[k]);
@@ -72,6 +74,7 @@ static int native_usage(lua_State *L) {
     lua_setfield(L, -2, apex_lua_kind_name(k));
   }
   set_size(L, "total", u.live_total);
+  set_size(L, "lua_bytes", lua_bytes);
   set_size(L, "peak", u.live_peak);
   set_size(L, "foreign", u.foreign_live);
   set_size(L, "refused", u.refused);

@@ -16,7 +16,7 @@
 
 enum { CTX_MAGIC = 0x6170784c7561U };   /* "apxLua" */
 
-typedef struct apex_lua_ctx_s {
+struct apex_lua_ctx_s {
   uint64_t magic;
   apex_heap_t *heap;
   int track_types;
@@ -24,7 +24,8 @@ typedef struct apex_lua_ctx_s {
   void *prev_ud;
   int warn_on;                           /* the warning handler's state (@on / @off) */
   apex_lua_usage_t u;
-} ctx_t;
+};
+typedef struct apex_lua_ctx_s ctx_t;
 
 /* The record in front of an object created with a type tag (track_types). `check` ties it to its
  * address and state, so a pointer that only looks like ours is never taken for one. */
@@ -248,10 +249,7 @@ int apex_lua_close(lua_State *L) {
   ctx_t *c = ctx_of(L);
   if (c == NULL || c->u.installed) return EINVAL;
   lua_close(L);
-  apex_heap_destroy(c->heap);
-  c->magic = 0;
-  free(c);
-  return 0;
+  return apex_lua_context_destroy(c);
 }
 
 int apex_lua_install(lua_State *L, const apex_lua_options_t *opts) {
@@ -270,9 +268,25 @@ int apex_lua_install(lua_State *L, const apex_lua_options_t *opts) {
   return 0;
 }
 
+apex_lua_ctx_t *apex_lua_context_new(const apex_lua_options_t *opts) { return ctx_new(opts); }
+
+int apex_lua_context_destroy(apex_lua_ctx_t *c) {
+  if (c == NULL || c->magic != CTX_MAGIC || c->u.installed) return EINVAL;
+  apex_heap_destroy(c->heap);
+  /* The destroyed heap's superblocks would wait in the core's cache; a closed state should give
+   * its memory back now (apex_collect also returns other cached memory, which is harmless). */
+  apex_collect();
+  c->magic = 0;
+  free(c);
+  return 0;
+}
+
 int apex_lua_usage_get(lua_State *L, apex_lua_usage_t *out, size_t size) {
-  ctx_t *c = ctx_of(L);
-  if (c == NULL || out == NULL || size < sizeof(size_t) || size > sizeof *out) return EINVAL;
+  return apex_lua_context_usage(ctx_of(L), out, size);
+}
+
+int apex_lua_context_usage(const apex_lua_ctx_t *c, apex_lua_usage_t *out, size_t size) {
+  if (c == NULL || c->magic != CTX_MAGIC || out == NULL || size < sizeof(size_t) || size > sizeof *out) return EINVAL;
   apex_lua_usage_t u = c->u;
   if (!u.live_exact) {
     memset(u.live_objects, 0, sizeof u.live_objects);

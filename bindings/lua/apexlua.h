@@ -76,14 +76,26 @@ const char *apex_lua_kind_name(int kind);
 /* The lua_Alloc itself; `ud` is the state's context made by apex_lua_newstate / apex_lua_install. */
 void *apex_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 
+/* The allocator's context (`ud`), for hosts that create the state themselves — another Lua of the
+ * same lua_Alloc contract (5.1, 5.3, LuaJIT in its GC64 build): lua_newstate(apex_lua_alloc, ctx),
+ * then after lua_close, apex_lua_context_destroy(ctx). Such hosts do not pass type tags, so all
+ * their memory counts as "other". NULL with errno EINVAL (bad opts) or ENOMEM. */
+typedef struct apex_lua_ctx_s apex_lua_ctx_t;
+apex_lua_ctx_t *apex_lua_context_new(const apex_lua_options_t *opts);
+/* Destroys the context's heap (every block of it) and the context; EINVAL for NULL or a context
+ * still attached by apex_lua_install. */
+int apex_lua_context_destroy(apex_lua_ctx_t *ctx);
+/* apex_lua_usage_get for a context. */
+int apex_lua_context_usage(const apex_lua_ctx_t *ctx, apex_lua_usage_t *out, size_t size);
+
 /* A new state on a new heap owned by the calling thread (other threads may use the state too, at
  * the cost of a lock per allocation). opts NULL: no limit, types tracked. NULL when opts is bad
  * (errno EINVAL), or memory (or the limit) does not allow even an empty state (errno ENOMEM).
  * Like lua_newstate, no library is opened; a panic handler and a warning handler are set. */
 lua_State *apex_lua_newstate(const apex_lua_options_t *opts);
 
-/* Closes a state made by apex_lua_newstate, then destroys its heap: every byte the state mapped
- * goes back. Returns 0, or EINVAL (nothing done) when L is not such a state. */
+/* Closes a state made by apex_lua_newstate, then destroys its heap and returns the core's cached
+ * memory (apex_collect): every byte the state mapped goes back to the system. Returns 0, or EINVAL (nothing done) when L is not such a state. */
 int apex_lua_close(lua_State *L);
 
 /* Switches a running state (made by any allocator) to a new ApexAlloc heap with lua_setallocf.
