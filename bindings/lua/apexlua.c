@@ -166,12 +166,18 @@ void *apex_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     case BLOCK_TYPED:   return typed_resize(c, ptr, osize, nsize);
     default: break;
   }
-  /* A plain block: apex_heap_realloc already follows lua_Alloc (n == 0 frees and returns NULL; a
-   * shrink stays in place when it cannot move). */
-  void *q = apex_heap_realloc(c->heap, ptr, osize, nsize, 0);
-  if (q == NULL && nsize != 0) return refused(c);
-  if (nsize == 0) c->u.live_objects[APEX_LUA_OTHER]--;
   live_sub(c, osize);
+  if (nsize == 0) {                      /* the commonest call after allocation: straight to free */
+    apex_free(ptr);
+    c->u.live_objects[APEX_LUA_OTHER]--;
+    return NULL;
+  }
+  /* apex_heap_realloc follows lua_Alloc: a shrink stays in place when it cannot move. */
+  void *q = apex_heap_realloc(c->heap, ptr, osize, nsize, 0);
+  if (q == NULL) {
+    live_add(c, osize);
+    return refused(c);
+  }
   live_add(c, nsize);
   return q;
 }
