@@ -152,6 +152,19 @@ static int dolibrary(lua_State *L, const char *spec) {
   return report(L, status);
 }
 
+/* LUA_INIT_5_4 (or LUA_INIT): "@file" runs a file, anything else is a chunk, before the options. */
+static int run_lua_init(lua_State *L) {
+  const char *name = "=LUA_INIT_5_4";
+  const char *init = getenv(name + 1);
+  if (init == NULL) {
+    name = "=LUA_INIT";
+    init = getenv(name + 1);
+  }
+  if (init == NULL) return 1;
+  if (init[0] == '@') return dochunk(L, luaL_loadfile(L, init + 1)) == LUA_OK;
+  return dochunk(L, luaL_loadbuffer(L, init, strlen(init), name)) == LUA_OK;
+}
+
 /* Runs -e and -l in order; 0 on the first failure. */
 static int run_args(lua_State *L, char **argv, int upto) {
   for (int i = 1; i < upto; i++) {
@@ -317,7 +330,7 @@ int main(int argc, char **argv) {
     lua_gc(L, LUA_GCRESTART);
     lua_gc(L, LUA_GCGEN, 0, 0);          /* as lua.c: generational mode by default */
     if (o.version) printf("%s (on ApexAlloc %s)\n", LUA_COPYRIGHT, apex_version_string());
-    ok = run_args(L, argv, o.script ? o.script : argc);
+    ok = run_lua_init(L) && run_args(L, argv, o.script ? o.script : argc);
     if (ok && o.script) ok = run_script(L, argc, argv, o.script) == LUA_OK;
     if (ok && o.interactive) repl(L);
     else if (ok && !o.script && !o.ran_code && !o.version) {

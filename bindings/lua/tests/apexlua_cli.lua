@@ -36,6 +36,10 @@ check(code == 0 and out == "2\tone\ttwo\ttrue\ttrue\n", "script arguments", out,
 out, err, code = run(A .. " -e 'x = 20' -l apexalloc -e 'print(x + 1, type(apexalloc.usage))' -l ax=apexalloc -e 'print(ax == apexalloc)'")
 check(code == 0 and out == "21\tfunction\ntrue\n", "-e / -l", out, err)
 
+-- LUA_INIT_5_4 before the options, as lua5.4 does it.
+out, err, code = run("LUA_INIT_5_4='greeting = \"hi\"' " .. A .. " -e 'print(greeting)'")
+check(code == 0 and out == "hi\n", "LUA_INIT_5_4", out, err)
+
 -- Standard input as the script, and with no script when stdin is not a terminal.
 out, err, code = run(A .. " - a1", 'print("stdin", ...)')
 check(code == 0 and out == "stdin\ta1\n", "'-' runs stdin", out, err)

@@ -143,4 +143,13 @@ assert(visited == 2, "visit saw " .. visited .. " objects")
 assert(apexalloc.raw.apex_owns(p1) == 1 and apexalloc.raw.apex_owns(p2) == 1)
 assert(apexalloc.raw.apex_heap_destroy(rh) == 0)
 
+-- In apexlua the state already runs on ApexAlloc: install() says so, usage() describes it.
+local u = apexalloc.usage()
+if u then
+  local again, why = apexalloc.install()
+  assert(again == false and why:find("already"), "install() on an ApexAlloc state")
+  assert(u.total == u.lua_bytes and u.foreign == 0 and not u.installed, "usage() inside apexlua")
+  assert(apexalloc.state_stats().allocated >= u.total, "state heap smaller than what Lua holds")
+end
+
 print("module: ok")
