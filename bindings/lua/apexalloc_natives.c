@@ -7,6 +7,7 @@
  * Lua: a block reaches its memory only through its heap, which knows whether it is destroyed.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -100,6 +101,7 @@ static int native_state_stats(lua_State *L) {
 }
 
 /* ---- Heaps and their blocks ------------------------------------------------------------------- */
+static int block_free_at(lua_State *L, int idx);
 typedef struct { apex_heap_t *heap; size_t limit; } lua_heap_t;
 typedef struct { void *p; size_t size; } lua_block_t;
 
@@ -168,6 +170,50 @@ static int heap_stats_raw(lua_State *L) {
   return 1;
 }
 
+/* h:visit() -> list of the usable sizes of the heap's live objects, in the walk's order. The walk
+ * only records into malloc'd memory: the core may hold a lock while it walks. */
+typedef struct { size_t *size; size_t n, cap; } sizes_t;
+static int record_size(void *ptr, size_t usable, void *arg) {
+  (void)ptr;
+  sizes_t *v = (sizes_t *)arg;
+  if (v->n == v->cap) {
+    size_t cap = v->cap ? v->cap * 2 : 256;
+    size_t *grown = (size_t *)realloc(v->size, cap * sizeof *grown);
+    if (grown == NULL) return ENOMEM;
+    v->size = grown;
+    v->cap = cap;
+  }
+  v->size[v->n++] = usable;
+  return 0;
+}
+
+static int heap_visit(lua_State *L) {
+  lua_heap_t *h = check_heap(L, 1, 1);
+  sizes_t v = { NULL, 0, 0 };
+  int rc = apex_heap_visit(h->heap, record_size, &v);
+  if (rc != 0) {
+    free(v.size);
+    return luaL_error(L, "apexalloc: heap visit failed: %s", strerror(rc));
+  }
+  lua_createtable(L, (int)(v.n < INT32_MAX ? v.n : 0), 0);
+  for (size_t i = 0; i < v.n; i++) {
+    lua_pushinteger(L, (lua_Integer)v.size[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  free(v.size);
+  return 1;
+}
+
+/* h:free(block): the same as block:free(), checking that the block is this heap's. */
+static int heap_free_block(lua_State *L) {
+  check_heap(L, 1, 1);
+  luaL_checkudata(L, 2, BLOCK_MT);
+  lua_getiuservalue(L, 2, 1);
+  luaL_argcheck(L, lua_rawequal(L, -1, 1), 2, "block of another heap");
+  lua_pop(L, 1);
+  return block_free_at(L, 2);
+}
+
 static int heap_alive(lua_State *L) {
   lua_pushboolean(L, check_heap(L, 1, 0)->heap != NULL);
   return 1;
@@ -191,12 +237,13 @@ static lua_block_t *live_block(lua_State *L, int idx) {
   return b;
 }
 
-static int block_free(lua_State *L) {
-  lua_block_t *b = live_block(L, 1);
+static int block_free_at(lua_State *L, int idx) {
+  lua_block_t *b = live_block(L, idx);
   apex_free(b->p);
   b->p = NULL;
   return 0;
 }
+static int block_free(lua_State *L) { return block_free_at(L, 1); }
 
 static int block_gc(lua_State *L) {
   lua_block_t *b = (lua_block_t *)lua_touserdata(L, 1);
@@ -249,7 +296,7 @@ static int block_tostring(lua_State *L) {
 
 static const luaL_Reg heap_methods[] = {
   { "alloc", heap_alloc }, { "stats_raw", heap_stats_raw }, { "destroy", heap_destroy },
-  { "alive", heap_alive }, { NULL, NULL }
+  { "alive", heap_alive }, { "visit", heap_visit }, { "free", heap_free_block }, { NULL, NULL }
 };
 static const luaL_Reg block_methods[] = {
   { "free", block_free }, { "size", block_size }, { "write", block_write }, { "read", block_read },
