@@ -23,6 +23,7 @@ struct apex_lua_ctx_s {
   lua_Alloc prev_alloc;                  /* install mode: the allocator of the blocks we did not make */
   void *prev_ud;
   int warn_on;                           /* the warning handler's state (@on / @off) */
+  int warn_continuing;                   /* inside a warning made of several pieces */
   apex_lua_usage_t u;
 };
 typedef struct apex_lua_ctx_s ctx_t;
@@ -226,14 +227,13 @@ static int panic(lua_State *L) {
 /* Lua's warn(): pieces joined until the last one; "@on" / "@off" switch it (as luaL_newstate's). */
 static void warn_handler(void *ud, const char *msg, int tocont) {
   ctx_t *c = ud;
-  static int continuing;
-  if (!continuing && !tocont && msg[0] == '@') {
+  if (!c->warn_continuing && !tocont && msg[0] == '@') {
     if (strcmp(msg, "@on") == 0) c->warn_on = 1;
     else if (strcmp(msg, "@off") == 0) c->warn_on = 0;
     return;
   }
-  if (c->warn_on) fprintf(stderr, "%s%s%s", continuing ? "" : "Lua warning: ", msg, tocont ? "" : "\n");
-  continuing = tocont;
+  if (c->warn_on) fprintf(stderr, "%s%s%s", c->warn_continuing ? "" : "Lua warning: ", msg, tocont ? "" : "\n");
+  c->warn_continuing = tocont;
 }
 
 lua_State *apex_lua_newstate(const apex_lua_options_t *opts) {

@@ -36,6 +36,10 @@ check(code == 0 and out == "2\tone\ttwo\ttrue\ttrue\n", "script arguments", out,
 out, err, code = run(A .. " -e 'x = 20' -l apexalloc -e 'print(x + 1, type(apexalloc.usage))' -l ax=apexalloc -e 'print(ax == apexalloc)'")
 check(code == 0 and out == "21\tfunction\ntrue\n", "-e / -l", out, err)
 
+-- warn(): off until "@on", pieces joined, as in lua5.4.
+out, err, code = run(A .. [[ -e 'warn("hidden") warn("@on") warn("a", "b") warn("c")']])
+check(code == 0 and err == "Lua warning: ab\nLua warning: c\n", "warn()", out, err)
+
 -- LUA_INIT_5_4 before the options, as lua5.4 does it.
 out, err, code = run("LUA_INIT_5_4='greeting = \"hi\"' " .. A .. " -e 'print(greeting)'")
 check(code == 0 and out == "hi\n", "LUA_INIT_5_4", out, err)
