@@ -26,6 +26,10 @@ want_cmd awk      mawk
 want_cmd ssh      openssh-client        # real programs under APEX_SECURE=2 (tests/hardened)
 want_cmd curl     curl
 want_cmd make     make
+want_cmd lua5.4   lua5.4                # Lua binding: the stock interpreter its tests load the module into
+want_pkg liblua5.4-dev                  # Lua binding: headers and library for apexlua and the module
+want_cmd swig     swig                  # Lua binding: the raw layer is generated from the header
+want_pkg libluajit-5.1-2                # Lua binding: the LuaJIT test (lua_luajit)
 [ -e "$(gcc -print-file-name=libtsan.so)" ]  || need+=(libtsan2)
 [ -e "$(gcc -print-file-name=libubsan.so)" ] || need+=(libubsan1)
 
