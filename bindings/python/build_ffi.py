@@ -143,10 +143,14 @@ def make_ffibuilder() -> FFI:
     ffi.cdef('extern "Python" void apexpy_write(void *opaque, const char *text, size_t len);')
     preamble = ('#include "apexalloc.h"\n#include "pymem_glue.h"\n'
                 + GLUE_SOURCE.read_text())
+    # Headers and the glue as dependencies: setuptools rebuilds when any of them changes.
+    depends = sorted(str(p) for p in (root / "core").glob("*.h"))
+    depends += [str(root / "include" / "apexalloc.h"), str(GLUE_HEADER), str(GLUE_SOURCE)]
     ffi.set_source(
         "apexalloc._ffi",
         preamble,
         sources=core_sources(root),
+        depends=[_setup_path(Path(d)) for d in depends],
         include_dirs=[str(root / "include"), str(root / "core"), str(GLUE_HEADER.parent)],
         define_macros=EMBED_MACROS + GLUE_MACROS,
         py_limited_api=False,
