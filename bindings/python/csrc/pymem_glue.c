@@ -14,7 +14,7 @@
  *   - malloc(0), calloc(0, n) and realloc(p, 0) return a unique live pointer (apex_malloc(0) does;
  *     realloc asks for at least one byte, so apex_heap_realloc's Lua-style NULL never arises).
  *   - The RAW domain is called without the GIL: the hooks use the thread-safe apex_* functions
- *     (the calling thread's default heap) and relaxed atomic counters only.
+ *     (the calling thread's default heap) and atomic counters.
  *   - The hooks ignore their ctx argument: PyMem_SetAllocator stores the function pointers and ctx
  *     one by one, and a thread calling the RAW domain meanwhile may see one new and one old.
  *   - uninstall() never puts the old allocators back (blocks made by ApexAlloc would then reach an
@@ -36,7 +36,16 @@ typedef struct {
 
 static glue_domain_t g_domain[APEXPY_DOMAIN_COUNT];
 
-#define BUMP(d, field, n) atomic_fetch_add_explicit(&(d)->field, (n), memory_order_relaxed)
+/* The counters of the RAW domain, which threads call without the GIL, are atomic additions. MEM
+ * and OBJ are called with the GIL held, so a plain load and store is enough there and avoids a
+ * locked instruction on every object's allocation (with several interpreters each holding its own
+ * GIL, 3.12 and later, those two counts may miss a few updates; nothing else depends on them). */
+#define BUMP(d, field, n)                                                                         \
+  ((d) == &g_domain[APEXPY_DOMAIN_RAW]                                                            \
+       ? (void)atomic_fetch_add_explicit(&(d)->field, (n), memory_order_relaxed)                 \
+       : atomic_store_explicit(&(d)->field,                                                      \
+                               atomic_load_explicit(&(d)->field, memory_order_relaxed) + (n),    \
+                               memory_order_relaxed))
 
 static inline void *glue_malloc(glue_domain_t *d, size_t size) {
   if (!atomic_load_explicit(&d->active, memory_order_relaxed)) {
