@@ -6,6 +6,6 @@ set -eu
 python=$1 venv=$2 src=$3
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 pip="$venv/bin/python -m pip --disable-pip-version-check"
-$pip install -q pytest build cffi
+$pip install -q pytest build cffi numpy
 $pip install -q --force-reinstall --no-deps "$src"
 "$venv/bin/python" -c "import apexalloc; print('apexalloc', apexalloc.__version__, 'in', '$venv')"
