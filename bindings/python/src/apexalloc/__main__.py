@@ -15,7 +15,7 @@ import atexit
 import os
 import runpy
 import sys
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import apexalloc
 
@@ -30,7 +30,8 @@ def _fail(message: str) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    show_stats, stats_format, heap_map, domains = False, "text", None, apexalloc.DOMAINS
+    show_stats, stats_format, heap_map = False, "text", None
+    domains: Tuple[str, ...] = apexalloc.DOMAINS
     while args and args[0].startswith("-") and args[0] != "-m":
         opt = args.pop(0)
         name, _, inline = opt.partition("=")

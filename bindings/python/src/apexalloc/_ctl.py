@@ -5,7 +5,7 @@ from a list here, so a key added to core/ctl.c is reachable at once."""
 from __future__ import annotations
 
 import re
-from typing import Dict, List, NamedTuple, NoReturn, Optional, Union
+from typing import Any, Dict, List, NamedTuple, NoReturn, Optional, Union
 
 from ._core import NULL, check, ffi, lib
 
@@ -105,7 +105,7 @@ def _out_of_range(name: str, value: int) -> NoReturn:
     raise ValueError(f"apexalloc: ctl key {name!r}: {value} is out of range")
 
 
-def _value(k: Key, p: object) -> Value:
+def _value(k: Key, p: Any) -> Value:
     if k.type == "bool":
         return bool(p[0])
     if k.type == "size":
