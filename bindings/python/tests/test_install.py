@@ -5,6 +5,7 @@ sends new blocks back while ApexAlloc's are still freed by it."""
 from __future__ import annotations
 
 import json
+import textwrap
 
 from conftest import run_python
 
@@ -240,3 +241,24 @@ def test_module_entry_point_usage_errors():
     proc = run_python("", args=["-m", "apexalloc", "--help"], check=False)
     assert proc.returncode == 0 and "--stats" in proc.stdout
 
+
+
+def test_install_over_debug_hooks_and_libc():
+    # The previous allocator may be the debug hooks (PYTHONMALLOC=debug, -X dev) or libc
+    # (PYTHONMALLOC=malloc): its blocks still go back to it.
+    code = """
+        import gc, apexalloc
+        a = [{"x": str(i)} for i in range(50000)]
+        apexalloc.install()
+        b = [{"y": str(i)} for i in range(50000)]
+        del a
+        gc.collect()
+        apexalloc.uninstall()
+        del b
+        gc.collect()
+        s = apexalloc.domain_stats()["obj"]
+        assert s["foreign_frees"] >= 100000 and s["frees"] >= 100000, s
+    """
+    for mode in ("debug", "malloc_debug", "malloc"):
+        run_python(code, env={"PYTHONMALLOC": mode})
+    run_python(code, args=["-X", "dev", "-c", textwrap.dedent(code)])

@@ -7,9 +7,12 @@ The rule that keeps freed memory out of reach (documented in README.md, "Heaps")
     (memoryview.release()): any later use of such a view raises ValueError, never crashes.
   - Memory that is still reachable another way (a slice or another memoryview of the view, a
     numpy array over it, the view's .obj) is never freed: free() and destroy() raise BufferError
-    and leave it allocated (and the heap alive); drop those objects and call again.
+    and leave it allocated (and the heap alive); drop those objects and call again (the released
+    view is still accepted by free()).
 Reachability is exact: every object that can reach the memory holds the buffer object under the
-view, so the memory is unreachable exactly when that buffer object is gone.
+view (or an export of the view itself, which then cannot be released), so the memory is
+unreachable exactly when that buffer object is gone. Raw addresses taken with ctypes or cffi are
+outside this rule, as they are for any Python buffer.
 """
 from __future__ import annotations
 
