@@ -44,7 +44,7 @@ py_has 'import sys; assert sys.version_info >= (3, 9)' || { echo "setup: Python 
 py_has 'import venv, ensurepip'                          || py_need+=("python3.$py_minor-venv")
 py_has 'import sysconfig, os; assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' \
                                                          || py_need+=("python3.$py_minor-dev")
-py_has 'import test.libregrtest, test.support'           || py_need+=("libpython3.$py_minor-testsuite")
+py_has 'import test.libregrtest, test.test_dict'        || py_need+=("libpython3.$py_minor-testsuite")
 if [ ${#py_need[@]} -gt 0 ]; then
   if [ "$(command -v python3)" != /usr/bin/python3 ]; then
     echo "setup: $(command -v python3) lacks ${py_need[*]} (not Debian's python3: install them for it)"
