@@ -38,7 +38,8 @@ GLUE_MACROS = [("_CFFI_NO_LIMITED_API", None)]
 
 
 def _is_repo_root(root: Path) -> bool:
-    return (root / "include" / "apexalloc.h").is_file() and (root / "core" / "sources.txt").is_file()
+    return ((root / "include" / "apexalloc.h").is_file()
+            and (root / "core" / "sources.txt").is_file())
 
 
 def source_root() -> Path:

@@ -59,7 +59,8 @@ def test_cpython_suite_runs_with_install_active(tmp_path):
                           capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
     tail = "\n".join(proc.stdout.splitlines()[-25:])
     assert proc.returncode == 0, f"python -m test failed:\n{tail}\n{proc.stderr[-3000:]}"
-    assert "result: success" in proc.stdout.lower(), tail   # older regrtests: "Tests result: SUCCESS"
+    # "Result: SUCCESS", or "Tests result: SUCCESS" from older regrtests.
+    assert "result: success" in proc.stdout.lower(), tail
     assert "Error in sitecustomize" not in proc.stderr + proc.stdout
     reports = [json.loads(line) for line in mark.read_text().splitlines()]
     # The main process and one worker per test module at least.

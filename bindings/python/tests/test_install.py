@@ -53,7 +53,8 @@ def test_zero_bytes_and_the_pymem_rules_in_every_domain():
     run_python("""
         import apexalloc
         from apexalloc import ffi, lib
-        D = {"raw": lib.APEXPY_DOMAIN_RAW, "mem": lib.APEXPY_DOMAIN_MEM, "obj": lib.APEXPY_DOMAIN_OBJ}
+        D = {"raw": lib.APEXPY_DOMAIN_RAW, "mem": lib.APEXPY_DOMAIN_MEM,
+             "obj": lib.APEXPY_DOMAIN_OBJ}
         old = {d: lib.apexpy_pymem_malloc(i, 100) for d, i in D.items()}
         for p in old.values():
             ffi.memmove(p, b"o" * 100, 100)

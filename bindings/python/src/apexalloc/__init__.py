@@ -14,7 +14,8 @@ from __future__ import annotations
 from ._core import ffi, lib
 from ._ctl import Key, ctl, key, keys, run
 from ._heap import Heap, collect, owns, usable_size
-from ._install import DOMAINS, InstallError, domain_stats, free_threaded, install, installed, uninstall
+from ._install import (DOMAINS, InstallError, domain_stats, free_threaded, install, installed,
+                       uninstall)
 from ._stats import bin_stats, heap_map, print_stats, stats, thread_stats
 
 __version__ = ffi.string(lib.apex_version_string()).decode()

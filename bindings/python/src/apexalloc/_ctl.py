@@ -53,7 +53,8 @@ def keys() -> List[Key]:
 
 def key(name: str) -> Optional[Key]:
     """The registry entry that `name` is, or is an instance of ("stats.bins.3.count" ->
-    "stats.bins.<i>.count"); None for an unknown name (the index range is the library's to check)."""
+    "stats.bins.<i>.count"); None for an unknown name (the index range is the library's to
+    check)."""
     for k in keys():
         if k.name == name:
             return k
@@ -78,7 +79,8 @@ def _lookup(name: str) -> Key:
     return k
 
 
-_kept_strings: Dict[str, object] = {}   # string values written stay alive: the library keeps the pointer
+# String values written stay alive: the library keeps the pointer.
+_kept_strings: Dict[str, object] = {}
 
 
 def _new_value(k: Key, name: str, value: Value) -> object:

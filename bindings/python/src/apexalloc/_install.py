@@ -23,7 +23,8 @@ def _mask(domains: Iterable[str]) -> int:
     mask = 0
     for d in domains:
         if d not in _INDEX:
-            raise ValueError(f"apexalloc: unknown allocator domain {d!r}: expected some of {DOMAINS}")
+            raise ValueError(f"apexalloc: unknown allocator domain {d!r}: "
+                             f"expected some of {DOMAINS}")
         mask |= 1 << _INDEX[d]
     if mask == 0:
         raise ValueError("apexalloc: install() needs at least one domain")
