@@ -41,13 +41,26 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo_ apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-# ---- Python packages for the Python binding's build and tests -------------------------------------
+# ---- Python binding (label python): Python >= 3.9 with venv, its headers, CPython's test suite --
+# The PyPI packages (cffi, setuptools, pytest, build) go into the tests' own venv in the build
+# directory (bindings/python/tests/ctest_venv.sh), never into the system's Python.
 py_need=()
-for mod in cffi pytest setuptools wheel build; do
-  python3 -c "import $mod" >/dev/null 2>&1 || py_need+=("$mod")
-done
+py_has() { python3 -c "$1" >/dev/null 2>&1; }
+py_minor=$(python3 -c 'import sys; print(sys.version_info[1])')
+py_has 'import sys; assert sys.version_info >= (3, 9)' || { echo "setup: Python >= 3.9 needed"; exit 1; }
+py_has 'import venv, ensurepip'                          || py_need+=("python3.$py_minor-venv")
+py_has 'import sysconfig, os; assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' \
+                                                         || py_need+=("python3.$py_minor-dev")
+py_has 'import test.libregrtest, test.test_dict'        || py_need+=("libpython3.$py_minor-testsuite")
 if [ ${#py_need[@]} -gt 0 ]; then
-  echo "setup: installing Python packages: ${py_need[*]}"
-  python3 -m pip install -q "${py_need[@]}"
+  if [ "$(command -v python3)" != /usr/bin/python3 ]; then
+    echo "setup: $(command -v python3) lacks ${py_need[*]} (not Debian's python3: install them for it)"
+    exit 1
+  fi
+  echo "setup: installing Debian packages for Python: ${py_need[*]}"
+  sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo_ apt-get update -qq
+  $sudo_ apt-get install -y -qq "${py_need[@]}" >/dev/null
 fi
 echo "setup: all build and test dependencies present"
