@@ -464,8 +464,12 @@ apex_export void *apex_heap_realloc(apex_heap_t *heap, void *p, size_t old_size,
 /* 1 for a live object only: 0 for free chunks, never-carved chunk addresses, interior pointers,
  * freed huge objects and anything else. Never aborts, and never faults on a pointer freed (and
  * unmapped) by another thread meanwhile: the reads happen inside registry_read_begin/end, which
- * keeps the registry bit and the mapping behind it together (see superblock.c). */
-apex_export int apex_owns(const void *p) {
+ * keeps the registry bit and the mapping behind it together (see superblock.c). For a pointer that
+ * is being freed or reused by another thread, the descriptor fields it reads (slice_head, kind,
+ * the block's geometry) may change under it: either answer is then right, so those reads are racy
+ * on purpose (APEX_RACY_READER, as for the statistics walk); the caller's own live object's
+ * fields never change while it is live. */
+APEX_RACY_READER apex_export int apex_owns(const void *p) {
   if (p == NULL || superblock_of(p) == NULL) return 0;
   registry_read_begin();
   superblock_t *sb = superblock_of(p);                 /* again, now that no unmap can overtake */
