@@ -23,6 +23,7 @@ want_cmd sqlite3  sqlite3               # real programs under LD_PRELOAD / APEX_
 want_cmd git      git
 want_cmd gzip     gzip
 want_cmd awk      mawk
+want_pkg libclang-dev                   # the Rust binding's bindgen drift test (libclang at run time)
 [ -e "$(gcc -print-file-name=libtsan.so)" ]  || need+=(libtsan2)
 [ -e "$(gcc -print-file-name=libubsan.so)" ] || need+=(libubsan1)
 
@@ -42,5 +43,11 @@ done
 if [ ${#py_need[@]} -gt 0 ]; then
   echo "setup: installing Python packages: ${py_need[*]}"
   python3 -m pip install -q "${py_need[@]}"
+fi
+# ---- Rust: cargo fetches the crates itself (bindings/rust/Cargo.lock) -------------------------------
+# Debian 12's rustc is too old (the crates need 1.84): without a recent cargo the label `rust` is
+# simply not registered by CMake, which says so.
+if ! have_cmd cargo && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
+  echo "setup: cargo not found: install Rust >= 1.84 (rustup) to run the Rust binding's tests"
 fi
 echo "setup: all build and test dependencies present"

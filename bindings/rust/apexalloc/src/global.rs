@@ -17,7 +17,7 @@ pub(crate) const MIN_ALIGN: usize = sys::APEX_MIN_ALIGN as usize;
 /// static GLOBAL: ApexAlloc = ApexAlloc;
 ///
 /// let v: Vec<u64> = (0..1000).collect();
-/// assert!(apexalloc::owns(v.as_ptr().cast()));
+/// assert!(apexalloc::owns(v.as_ptr()));
 /// ```
 ///
 /// Each call goes to the calling thread's default heap, on the C core's lock-free fast path:

@@ -63,7 +63,7 @@ pub fn version() -> &'static str {
 /// let ours = apexalloc::Heap::new();
 /// let p = ours.alloc(std::alloc::Layout::new::<u64>()).unwrap();
 /// assert!(apexalloc::owns(p.as_ptr()));
-/// assert!(!apexalloc::owns(std::ptr::null()));
+/// assert!(!apexalloc::owns(std::ptr::null::<u8>()));
 /// # let _ = b;
 /// ```
 pub fn owns<T: ?Sized>(ptr: *const T) -> bool {
