@@ -6,32 +6,32 @@
 pub const APEX_VERSION_MAJOR: _bindgen_ty_1 = 0;
 pub const APEX_VERSION_MINOR: _bindgen_ty_1 = 1;
 pub const APEX_VERSION_PATCH: _bindgen_ty_1 = 0;
-#[doc = " Minimum alignment of every pointer returned by ApexAlloc."]
+#[doc = "```text\nMinimum alignment of every pointer returned by ApexAlloc.\n```"]
 pub const APEX_MIN_ALIGN: _bindgen_ty_1 = 16;
-#[doc = " ---- Version ------------------------------------------------------------------------------"]
+#[doc = "```text\n---- Version ------------------------------------------------------------------------------\n```"]
 pub type _bindgen_ty_1 = u32;
 unsafe extern "C" {
-    #[doc = " Returns the library version as MAJOR*10000 + MINOR*100 + PATCH. Lets a program compare the\n library it runs against with the header it was compiled with."]
+    #[doc = "```text\nReturns the library version as MAJOR*10000 + MINOR*100 + PATCH. Lets a program compare the\nlibrary it runs against with the header it was compiled with.\n```"]
     pub fn apex_version() -> ::core::ffi::c_int;
 }
 unsafe extern "C" {
-    #[doc = " Returns the version as a static string such as \"0.1.0\"; never NULL, never to be freed."]
+    #[doc = "```text\nReturns the version as a static string such as \"0.1.0\"; never NULL, never to be freed.\n```"]
     pub fn apex_version_string() -> *const ::core::ffi::c_char;
 }
 unsafe extern "C" {
-    #[doc = " Allocates `size` bytes. size 0 returns a unique pointer that can be freed.\n Returns NULL with errno = ENOMEM when size is impossible (e.g. SIZE_MAX) or memory runs out."]
+    #[doc = "```text\nAllocates `size` bytes. size 0 returns a unique pointer that can be freed.\nReturns NULL with errno = ENOMEM when size is impossible (e.g. SIZE_MAX) or memory runs out.\n```"]
     pub fn apex_malloc(size: usize) -> *mut ::core::ffi::c_void;
 }
 unsafe extern "C" {
-    #[doc = " Allocates count*size zero-filled bytes. An overflowing product returns NULL / ENOMEM."]
+    #[doc = "```text\nAllocates count*size zero-filled bytes. An overflowing product returns NULL / ENOMEM.\n```"]
     pub fn apex_calloc(count: usize, size: usize) -> *mut ::core::ffi::c_void;
 }
 unsafe extern "C" {
-    #[doc = " Resizes `p` to `size` bytes, keeping the first min(old, size) bytes.\n   - p == NULL behaves as apex_malloc(size).\n   - size == 0 frees p and returns a fresh minimal allocation (never NULL unless out of memory),\n     so the result is always either NULL (failure, p untouched) or a pointer to free.\n   - On failure returns NULL, sets errno = ENOMEM, and p stays valid and unchanged.\n   - Resizing within the same size class (and most shrinks) happens in place."]
+    #[doc = "```text\nResizes `p` to `size` bytes, keeping the first min(old, size) bytes.\n  - p == NULL behaves as apex_malloc(size).\n  - size == 0 frees p and returns a fresh minimal allocation (never NULL unless out of memory),\n    so the result is always either NULL (failure, p untouched) or a pointer to free.\n  - On failure returns NULL, sets errno = ENOMEM, and p stays valid and unchanged.\n  - Resizing within the same size class (and most shrinks) happens in place.\n```"]
     pub fn apex_realloc(p: *mut ::core::ffi::c_void, size: usize) -> *mut ::core::ffi::c_void;
 }
 unsafe extern "C" {
-    #[doc = " Like apex_realloc(p, count*size) but returns NULL / ENOMEM when the product overflows."]
+    #[doc = "```text\nLike apex_realloc(p, count*size) but returns NULL / ENOMEM when the product overflows.\n```"]
     pub fn apex_reallocarray(
         p: *mut ::core::ffi::c_void,
         count: usize,
@@ -39,19 +39,19 @@ unsafe extern "C" {
     ) -> *mut ::core::ffi::c_void;
 }
 unsafe extern "C" {
-    #[doc = " Frees `p`. NULL is a no-op; any other pointer must come from ApexAlloc and be live."]
+    #[doc = "```text\nFrees `p`. NULL is a no-op; any other pointer must come from ApexAlloc and be live.\n```"]
     pub fn apex_free(p: *mut ::core::ffi::c_void);
 }
 unsafe extern "C" {
-    #[doc = " Frees `p`, which was allocated with `size` bytes (the size asked for, or any value up to\n apex_usable_size(p)). A size that cannot belong to p is heap corruption and aborts."]
+    #[doc = "```text\nFrees `p`, which was allocated with `size` bytes (the size asked for, or any value up to\napex_usable_size(p)). A size that cannot belong to p is heap corruption and aborts.\n```"]
     pub fn apex_free_sized(p: *mut ::core::ffi::c_void, size: usize);
 }
 unsafe extern "C" {
-    #[doc = " Allocates `size` bytes aligned to `alignment`, which must be a power of two (any power of two\n is accepted, including ones larger than a page). Otherwise returns NULL with errno = EINVAL.\n Unlike C11's aligned_alloc, size need not be a multiple of alignment."]
+    #[doc = "```text\nAllocates `size` bytes aligned to `alignment`, which must be a power of two (any power of two\nis accepted, including ones larger than a page). Otherwise returns NULL with errno = EINVAL.\nUnlike C11's aligned_alloc, size need not be a multiple of alignment.\n```"]
     pub fn apex_aligned_alloc(alignment: usize, size: usize) -> *mut ::core::ffi::c_void;
 }
 unsafe extern "C" {
-    #[doc = " POSIX posix_memalign: stores an allocation of `size` bytes aligned to `alignment` in *out.\n Returns 0, EINVAL (alignment not a power of two multiple of sizeof(void *)) or ENOMEM.\n *out is left untouched on error; errno is not changed."]
+    #[doc = "```text\nPOSIX posix_memalign: stores an allocation of `size` bytes aligned to `alignment` in *out.\nReturns 0, EINVAL (alignment not a power of two multiple of sizeof(void *)) or ENOMEM.\n*out is left untouched on error; errno is not changed.\n```"]
     pub fn apex_posix_memalign(
         out: *mut *mut ::core::ffi::c_void,
         alignment: usize,
@@ -59,7 +59,7 @@ unsafe extern "C" {
     ) -> ::core::ffi::c_int;
 }
 unsafe extern "C" {
-    #[doc = " Returns the number of bytes usable at p (>= the size requested). 0 for NULL.\n A pointer that is not a live ApexAlloc allocation aborts as an invalid pointer."]
+    #[doc = "```text\nReturns the number of bytes usable at p (>= the size requested). 0 for NULL.\nA pointer that is not a live ApexAlloc allocation aborts as an invalid pointer.\n```"]
     pub fn apex_usable_size(p: *const ::core::ffi::c_void) -> usize;
 }
 #[repr(C)]
@@ -67,14 +67,14 @@ unsafe extern "C" {
 pub struct apex_heap_s {
     _unused: [u8; 0],
 }
-#[doc = " ---- Heaps -------------------------------------------------------------------------------\n\n Every thread has a default heap; a program may create more. A heap is a handle to a set of\n superblocks owned by one thread (its creator, or for a default heap its thread):\n   - the owner allocates from it on the fast path, with no lock and no TLS lookup;\n   - any other thread may allocate from it too and is correct, at the price of a per-heap\n     mutex (about the cost of an uncontended lock per call);\n   - any thread may free any pointer with apex_free / apex_free_sized / free(), whichever heap it\n     came from (a free from a non-owner thread costs one atomic push).\n This suits the three hosts the bindings serve: Rust's GlobalAlloc (size and alignment on every\n call), Lua's lua_Alloc (old and new size on every call, one heap per lua_State) and CPython's\n PyMemAllocatorEx (a context pointer, called from any thread)."]
+#[doc = "```text\n---- Heaps -------------------------------------------------------------------------------\n\nEvery thread has a default heap; a program may create more. A heap is a handle to a set of\nsuperblocks owned by one thread (its creator, or for a default heap its thread):\n  - the owner allocates from it on the fast path, with no lock and no TLS lookup;\n  - any other thread may allocate from it too and is correct, at the price of a per-heap\n    mutex (about the cost of an uncontended lock per call);\n  - any thread may free any pointer with apex_free / apex_free_sized / free(), whichever heap it\n    came from (a free from a non-owner thread costs one atomic push).\nThis suits the three hosts the bindings serve: Rust's GlobalAlloc (size and alignment on every\ncall), Lua's lua_Alloc (old and new size on every call, one heap per lua_State) and CPython's\nPyMemAllocatorEx (a context pointer, called from any thread).\n```"]
 pub type apex_heap_t = apex_heap_s;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
 pub struct apex_heap_options_s {
-    #[doc = " sizeof(apex_heap_options_t): lets the struct grow compatibly"]
+    #[doc = "```text\nsizeof(apex_heap_options_t): lets the struct grow compatibly\n```"]
     pub size: usize,
-    #[doc = " most bytes live in the heap at once (usable sizes); 0 = no limit.\nAn allocation that would exceed it returns NULL with ENOMEM."]
+    #[doc = "```text\nmost bytes live in the heap at once (usable sizes); 0 = no limit.\nAn allocation that would exceed it returns NULL with ENOMEM.\n```"]
     pub limit: usize,
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
@@ -88,27 +88,27 @@ const _: () = {
 };
 pub type apex_heap_options_t = apex_heap_options_s;
 unsafe extern "C" {
-    #[doc = " Creates a heap owned by the calling thread. NULL with ENOMEM when out of memory."]
+    #[doc = "```text\nCreates a heap owned by the calling thread. NULL with ENOMEM when out of memory.\n```"]
     pub fn apex_heap_new() -> *mut apex_heap_t;
 }
 unsafe extern "C" {
-    #[doc = " Like apex_heap_new, with options. NULL with EINVAL for opts == NULL or a bad opts->size."]
+    #[doc = "```text\nLike apex_heap_new, with options. NULL with EINVAL for opts == NULL or a bad opts->size.\n```"]
     pub fn apex_heap_new_ex(opts: *const apex_heap_options_t) -> *mut apex_heap_t;
 }
 unsafe extern "C" {
-    #[doc = " Frees everything allocated from h at once and returns its memory; h is invalid afterwards.\n No other thread may use h or its objects meanwhile. A default heap cannot be destroyed:\n returns EINVAL (also for NULL); 0 on success."]
+    #[doc = "```text\nFrees everything allocated from h at once and returns its memory; h is invalid afterwards.\nNo other thread may use h or its objects meanwhile. A default heap cannot be destroyed:\nreturns EINVAL (also for NULL); 0 on success.\n```"]
     pub fn apex_heap_destroy(h: *mut apex_heap_t) -> ::core::ffi::c_int;
 }
 unsafe extern "C" {
-    #[doc = " Deletes the heap handle: h is invalid afterwards, but its live objects stay valid and can be\n freed with apex_free from any thread; their memory is reused by other heaps. Returns 0, or\n EINVAL for NULL or a default heap."]
+    #[doc = "```text\nDeletes the heap handle: h is invalid afterwards, but its live objects stay valid and can be\nfreed with apex_free from any thread; their memory is reused by other heaps. Returns 0, or\nEINVAL for NULL or a default heap.\n```"]
     pub fn apex_heap_delete(h: *mut apex_heap_t) -> ::core::ffi::c_int;
 }
 unsafe extern "C" {
-    #[doc = " The calling thread's default heap (where apex_malloc allocates). Never NULL, except out of\n memory. Valid until the thread exits."]
+    #[doc = "```text\nThe calling thread's default heap (where apex_malloc allocates). Never NULL, except out of\nmemory. Valid until the thread exits.\n```"]
     pub fn apex_heap_default() -> *mut apex_heap_t;
 }
 unsafe extern "C" {
-    #[doc = " Allocates size bytes from h, aligned to `alignment` (0 or any power of two; 0 means the\n default 16). NULL with EINVAL for a NULL heap or a bad alignment, ENOMEM when out of memory or\n over the heap's limit."]
+    #[doc = "```text\nAllocates size bytes from h, aligned to `alignment` (0 or any power of two; 0 means the\ndefault 16). NULL with EINVAL for a NULL heap or a bad alignment, ENOMEM when out of memory or\nover the heap's limit.\n```"]
     pub fn apex_heap_alloc(
         h: *mut apex_heap_t,
         size: usize,
@@ -116,7 +116,7 @@ unsafe extern "C" {
     ) -> *mut ::core::ffi::c_void;
 }
 unsafe extern "C" {
-    #[doc = " Like apex_heap_alloc for count*size zeroed bytes; NULL with ENOMEM on overflow."]
+    #[doc = "```text\nLike apex_heap_alloc for count*size zeroed bytes; NULL with ENOMEM on overflow.\n```"]
     pub fn apex_heap_calloc(
         h: *mut apex_heap_t,
         count: usize,
@@ -125,7 +125,7 @@ unsafe extern "C" {
     ) -> *mut ::core::ffi::c_void;
 }
 unsafe extern "C" {
-    #[doc = " Resizes p (allocated from any heap) to new_size bytes aligned to `alignment`, allocating from h\n if it must move. old_size is what the caller believes p's size is (lua_Alloc's osize); it is\n only a hint and may be 0. Follows apex_realloc otherwise: p == NULL allocates; on failure NULL,\n errno = ENOMEM and p unchanged. new_size == 0 frees p and returns NULL (lua_Alloc's contract)."]
+    #[doc = "```text\nResizes p (allocated from any heap) to new_size bytes aligned to `alignment`, allocating from h\nif it must move. old_size is what the caller believes p's size is (lua_Alloc's osize); it is\nonly a hint and may be 0. Follows apex_realloc otherwise: p == NULL allocates; on failure NULL,\nerrno = ENOMEM and p unchanged. new_size == 0 frees p and returns NULL (lua_Alloc's contract).\n```"]
     pub fn apex_heap_realloc(
         h: *mut apex_heap_t,
         p: *mut ::core::ffi::c_void,
@@ -134,7 +134,7 @@ unsafe extern "C" {
         alignment: usize,
     ) -> *mut ::core::ffi::c_void;
 }
-#[doc = " Called once per live object: return 0 to go on, anything else to stop the walk."]
+#[doc = "```text\nCalled once per live object: return 0 to go on, anything else to stop the walk.\n```"]
 pub type apex_visit_fn = ::core::option::Option<
     unsafe extern "C" fn(
         ptr: *mut ::core::ffi::c_void,
@@ -143,7 +143,7 @@ pub type apex_visit_fn = ::core::option::Option<
     ) -> ::core::ffi::c_int,
 >;
 unsafe extern "C" {
-    #[doc = " Walks the live objects of h (the calling thread must be h's owner, or h must be quiescent).\n Returns 0 after the whole walk, the callback's non-zero value if it stopped, EINVAL for NULL."]
+    #[doc = "```text\nWalks the live objects of h (the calling thread must be h's owner, or h must be quiescent).\nReturns 0 after the whole walk, the callback's non-zero value if it stopped, EINVAL for NULL.\n```"]
     pub fn apex_heap_visit(
         h: *mut apex_heap_t,
         visit: apex_visit_fn,
@@ -151,60 +151,60 @@ unsafe extern "C" {
     ) -> ::core::ffi::c_int;
 }
 unsafe extern "C" {
-    #[doc = " 1 when p is the start of a live ApexAlloc allocation, 0 otherwise (freed, interior, foreign,\n NULL). Never aborts: hosts use it to route foreign pointers to the right allocator."]
+    #[doc = "```text\n1 when p is the start of a live ApexAlloc allocation, 0 otherwise (freed, interior, foreign,\nNULL). Never aborts: hosts use it to route foreign pointers to the right allocator.\n```"]
     pub fn apex_owns(p: *const ::core::ffi::c_void) -> ::core::ffi::c_int;
 }
 unsafe extern "C" {
-    #[doc = " Frees the memory of heaps whose threads have exited and returns cached memory; also what the\n ctl command \"heap.collect\" does."]
+    #[doc = "```text\nFrees the memory of heaps whose threads have exited and returns cached memory; also what the\nctl command \"heap.collect\" does.\n```"]
     pub fn apex_collect();
 }
-#[doc = " ---- Statistics ---------------------------------------------------------------------------\n\n Snapshots are versioned by size: pass sizeof the struct and the library fills the fields it\n knows up to that size, so a program compiled against an older header keeps working with a\n newer library. Counters are kept per thread and summed when read, so taking a snapshot never\n slows the allocation fast paths; with other threads running, the figures are approximate,\n exact when the process is quiescent."]
+#[doc = "```text\n---- Statistics ---------------------------------------------------------------------------\n\nSnapshots are versioned by size: pass sizeof the struct and the library fills the fields it\nknows up to that size, so a program compiled against an older header keeps working with a\nnewer library. Counters are kept per thread and summed when read, so taking a snapshot never\nslows the allocation fast paths; with other threads running, the figures are approximate,\nexact when the process is quiescent.\n```"]
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
 pub struct apex_stats_s {
-    #[doc = " bytes of this struct the library filled in"]
+    #[doc = "```text\nbytes of this struct the library filled in\n```"]
     pub size: usize,
-    #[doc = " bytes in live allocations (usable sizes)"]
+    #[doc = "```text\nbytes in live allocations (usable sizes)\n```"]
     pub allocated: usize,
-    #[doc = " of which: huge objects (their own mappings)"]
+    #[doc = "```text\nof which: huge objects (their own mappings)\n```"]
     pub allocated_huge: usize,
-    #[doc = " bytes currently mapped from the operating system"]
+    #[doc = "```text\nbytes currently mapped from the operating system\n```"]
     pub mapped: usize,
-    #[doc = " highest value `mapped` has had"]
+    #[doc = "```text\nhighest value `mapped` has had\n```"]
     pub mapped_peak: usize,
-    #[doc = " 4 MiB superblocks currently mapped (owned or cached)"]
+    #[doc = "```text\n4 MiB superblocks currently mapped (owned or cached)\n```"]
     pub superblocks: usize,
-    #[doc = " heaps created so far (live, abandoned or reusable)"]
+    #[doc = "```text\nheaps created so far (live, abandoned or reusable)\n```"]
     pub heaps: usize,
-    #[doc = " heaps whose thread has exited, waiting to be adopted"]
+    #[doc = "```text\nheaps whose thread has exited, waiting to be adopted\n```"]
     pub heaps_abandoned: usize,
-    #[doc = " chunks freed by a thread other than their owner (collected so far)"]
+    #[doc = "```text\nchunks freed by a thread other than their owner (collected so far)\n```"]
     pub remote_frees: usize,
-    #[doc = " bytes of slices given to blocks, plus huge mappings"]
+    #[doc = "```text\nbytes of slices given to blocks, plus huge mappings\n```"]
     pub active: usize,
-    #[doc = " estimate of bytes backed by memory: pages ever touched, not given back"]
+    #[doc = "```text\nestimate of bytes backed by memory: pages ever touched, not given back\n```"]
     pub resident: usize,
-    #[doc = " bytes of allocator metadata (superblock headers, heaps)"]
+    #[doc = "```text\nbytes of allocator metadata (superblock headers, heaps)\n```"]
     pub metadata: usize,
-    #[doc = " cumulative bytes asked for by malloc-family calls"]
+    #[doc = "```text\ncumulative bytes asked for by malloc-family calls\n```"]
     pub requested: usize,
-    #[doc = " cumulative usable bytes handed out for them: the ratio is the waste"]
+    #[doc = "```text\ncumulative usable bytes handed out for them: the ratio is the waste\n```"]
     pub requested_usable: usize,
-    #[doc = " cumulative bytes handed out (this thread / heap; global: all)"]
+    #[doc = "```text\ncumulative bytes handed out (this thread / heap; global: all)\n```"]
     pub thread_allocated: usize,
-    #[doc = " cumulative bytes returned (this thread / heap; global: all)"]
+    #[doc = "```text\ncumulative bytes returned (this thread / heap; global: all)\n```"]
     pub thread_deallocated: usize,
-    #[doc = " live objects above the size classes, in slice runs"]
+    #[doc = "```text\nlive objects above the size classes, in slice runs\n```"]
     pub large_count: usize,
-    #[doc = " their bytes"]
+    #[doc = "```text\ntheir bytes\n```"]
     pub large_allocated: usize,
-    #[doc = " live huge objects"]
+    #[doc = "```text\nlive huge objects\n```"]
     pub huge_count: usize,
-    #[doc = " bytes of free chunks sitting in blocks (internal fragmentation)"]
+    #[doc = "```text\nbytes of free chunks sitting in blocks (internal fragmentation)\n```"]
     pub free_in_blocks: usize,
-    #[doc = " blocks in use"]
+    #[doc = "```text\nblocks in use\n```"]
     pub blocks: usize,
-    #[doc = " blocks neither full nor empty"]
+    #[doc = "```text\nblocks neither full nor empty\n```"]
     pub blocks_partial: usize,
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
@@ -255,14 +255,14 @@ const _: () = {
     ["Offset of field: apex_stats_s::blocks_partial"]
         [::core::mem::offset_of!(apex_stats_s, blocks_partial) - 168usize];
 };
-#[doc = " ---- Statistics ---------------------------------------------------------------------------\n\n Snapshots are versioned by size: pass sizeof the struct and the library fills the fields it\n knows up to that size, so a program compiled against an older header keeps working with a\n newer library. Counters are kept per thread and summed when read, so taking a snapshot never\n slows the allocation fast paths; with other threads running, the figures are approximate,\n exact when the process is quiescent."]
+#[doc = "```text\n---- Statistics ---------------------------------------------------------------------------\n\nSnapshots are versioned by size: pass sizeof the struct and the library fills the fields it\nknows up to that size, so a program compiled against an older header keeps working with a\nnewer library. Counters are kept per thread and summed when read, so taking a snapshot never\nslows the allocation fast paths; with other threads running, the figures are approximate,\nexact when the process is quiescent.\n```"]
 pub type apex_stats_t = apex_stats_s;
 unsafe extern "C" {
-    #[doc = " Fills *out with process-wide statistics. `size` must be at least sizeof(size_t) and at most\n sizeof(apex_stats_t); returns 0, or EINVAL for out == NULL or a bad size."]
+    #[doc = "```text\nFills *out with process-wide statistics. `size` must be at least sizeof(size_t) and at most\nsizeof(apex_stats_t); returns 0, or EINVAL for out == NULL or a bad size.\n```"]
     pub fn apex_stats_get(out: *mut apex_stats_t, size: usize) -> ::core::ffi::c_int;
 }
 unsafe extern "C" {
-    #[doc = " The same for one heap (thread_* fields: that heap's cumulative counters)."]
+    #[doc = "```text\nThe same for one heap (thread_* fields: that heap's cumulative counters).\n```"]
     pub fn apex_heap_stats_get(
         h: *mut apex_heap_t,
         out: *mut apex_stats_t,
@@ -270,27 +270,27 @@ unsafe extern "C" {
     ) -> ::core::ffi::c_int;
 }
 unsafe extern "C" {
-    #[doc = " The same for the calling thread's default heap."]
+    #[doc = "```text\nThe same for the calling thread's default heap.\n```"]
     pub fn apex_thread_stats_get(out: *mut apex_stats_t, size: usize) -> ::core::ffi::c_int;
 }
-#[doc = " size classes are numbered 1..88; bin 0 holds large objects"]
+#[doc = "```text\nsize classes are numbered 1..88; bin 0 holds large objects\n```"]
 pub const APEX_BIN_COUNT: _bindgen_ty_2 = 89;
 pub type _bindgen_ty_2 = u32;
-#[doc = " One size class (\"bin\") across the process."]
+#[doc = "```text\nOne size class (\"bin\") across the process.\n```"]
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
 pub struct apex_bin_stats_s {
-    #[doc = " bytes of this struct the library filled in"]
+    #[doc = "```text\nbytes of this struct the library filled in\n```"]
     pub size: usize,
-    #[doc = " object size of the class (0 for bin 0)"]
+    #[doc = "```text\nobject size of the class (0 for bin 0)\n```"]
     pub chunk_size: usize,
-    #[doc = " live objects"]
+    #[doc = "```text\nlive objects\n```"]
     pub count: usize,
-    #[doc = " blocks serving the class"]
+    #[doc = "```text\nblocks serving the class\n```"]
     pub blocks: usize,
-    #[doc = " of which neither full nor empty"]
+    #[doc = "```text\nof which neither full nor empty\n```"]
     pub blocks_partial: usize,
-    #[doc = " bytes held free in those blocks"]
+    #[doc = "```text\nbytes held free in those blocks\n```"]
     pub free_bytes: usize,
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
@@ -310,17 +310,17 @@ const _: () = {
     ["Offset of field: apex_bin_stats_s::free_bytes"]
         [::core::mem::offset_of!(apex_bin_stats_s, free_bytes) - 40usize];
 };
-#[doc = " One size class (\"bin\") across the process."]
+#[doc = "```text\nOne size class (\"bin\") across the process.\n```"]
 pub type apex_bin_stats_t = apex_bin_stats_s;
 unsafe extern "C" {
-    #[doc = " Fills *out for bin `bin` (< APEX_BIN_COUNT); 0, or EINVAL for a bad bin, NULL or bad size."]
+    #[doc = "```text\nFills *out for bin `bin` (< APEX_BIN_COUNT); 0, or EINVAL for a bad bin, NULL or bad size.\n```"]
     pub fn apex_bin_stats_get(
         bin: usize,
         out: *mut apex_bin_stats_t,
         size: usize,
     ) -> ::core::ffi::c_int;
 }
-#[doc = " Receives output text in pieces (not NUL-terminated)."]
+#[doc = "```text\nReceives output text in pieces (not NUL-terminated).\n```"]
 pub type apex_write_fn = ::core::option::Option<
     unsafe extern "C" fn(
         opaque: *mut ::core::ffi::c_void,
@@ -328,15 +328,15 @@ pub type apex_write_fn = ::core::option::Option<
         len: usize,
     ),
 >;
-#[doc = " readable text"]
+#[doc = "```text\nreadable text\n```"]
 pub const APEX_FORMAT_TEXT: _bindgen_ty_3 = 0;
-#[doc = " one JSON object"]
+#[doc = "```text\none JSON object\n```"]
 pub const APEX_FORMAT_JSON: _bindgen_ty_3 = 1;
-#[doc = " apex_heap_map only: an SVG picture"]
+#[doc = "```text\napex_heap_map only: an SVG picture\n```"]
 pub const APEX_FORMAT_SVG: _bindgen_ty_3 = 2;
 pub type _bindgen_ty_3 = u32;
 unsafe extern "C" {
-    #[doc = " Writes the statistics (global, per size class, per heap) through write(opaque, ...), in\n APEX_FORMAT_TEXT or APEX_FORMAT_JSON. write == NULL writes to stderr. Returns 0, EINVAL for a\n bad format, ENOMEM when the scratch memory for the snapshot cannot be mapped. The callback runs\n with no allocator lock held: it may allocate (a Python or Lua callback will)."]
+    #[doc = "```text\nWrites the statistics (global, per size class, per heap) through write(opaque, ...), in\nAPEX_FORMAT_TEXT or APEX_FORMAT_JSON. write == NULL writes to stderr. Returns 0, EINVAL for a\nbad format, ENOMEM when the scratch memory for the snapshot cannot be mapped. The callback runs\nwith no allocator lock held: it may allocate (a Python or Lua callback will).\n```"]
     pub fn apex_stats_print(
         write: apex_write_fn,
         opaque: *mut ::core::ffi::c_void,
@@ -344,7 +344,7 @@ unsafe extern "C" {
     ) -> ::core::ffi::c_int;
 }
 unsafe extern "C" {
-    #[doc = " Describes every superblock and block (size class, owner heap, occupancy) as\n APEX_FORMAT_JSON, or draws it as APEX_FORMAT_SVG: one rectangle per block, coloured by\n occupancy, grouped by superblock, with a legend. write == NULL writes to stderr. Returns 0,\n EINVAL or ENOMEM as apex_stats_print; the callback may allocate.\n With APEX_HEAP_MAP=file.svg (or .json) in the environment, the map is written at exit."]
+    #[doc = "```text\nDescribes every superblock and block (size class, owner heap, occupancy) as\nAPEX_FORMAT_JSON, or draws it as APEX_FORMAT_SVG: one rectangle per block, coloured by\noccupancy, grouped by superblock, with a legend. write == NULL writes to stderr. Returns 0,\nEINVAL or ENOMEM as apex_stats_print; the callback may allocate.\nWith APEX_HEAP_MAP=file.svg (or .json) in the environment, the map is written at exit.\n```"]
     pub fn apex_heap_map(
         write: apex_write_fn,
         opaque: *mut ::core::ffi::c_void,
@@ -352,7 +352,7 @@ unsafe extern "C" {
     ) -> ::core::ffi::c_int;
 }
 unsafe extern "C" {
-    #[doc = " ---- apex_ctl: named statistics, options and commands ---------------------------------------\n\n In the spirit of jemalloc's mallctl. Reading: oldp points to a buffer and *oldlenp holds its\n size, which must equal the key's type size; writing: newp/newlen likewise. A command key runs\n when called with newp == NULL and newlen == 0 (and oldp == NULL). Returns 0 or an errno value:\n   ENOENT  unknown name;\n   EINVAL  wrong size, bad value, or a read of a command;\n   EPERM   write to a read-only key.\n Keys with \"<i>\" in the registry stand for a family: replace <i> with 0 .. index_count-1\n (e.g. \"stats.bins.3.count\"). Options are also read from the environment at start-up as\n APEX_<OPTION> (upper case, dots as underscores: opt.show_stats -> APEX_SHOW_STATS)."]
+    #[doc = "```text\n---- apex_ctl: named statistics, options and commands ---------------------------------------\n\nIn the spirit of jemalloc's mallctl. Reading: oldp points to a buffer and *oldlenp holds its\nsize, which must equal the key's type size; writing: newp/newlen likewise. A command key runs\nwhen called with newp == NULL and newlen == 0 (and oldp == NULL). Returns 0 or an errno value:\n  ENOENT  unknown name;\n  EINVAL  wrong size, bad value, or a read of a command;\n  EPERM   write to a read-only key.\nKeys with \"<i>\" in the registry stand for a family: replace <i> with 0 .. index_count-1\n(e.g. \"stats.bins.3.count\"). Options are also read from the environment at start-up as\nAPEX_<OPTION> (upper case, dots as underscores: opt.show_stats -> APEX_SHOW_STATS).\n```"]
     pub fn apex_ctl(
         name: *const ::core::ffi::c_char,
         oldp: *mut ::core::ffi::c_void,
@@ -361,35 +361,35 @@ unsafe extern "C" {
         newlen: usize,
     ) -> ::core::ffi::c_int;
 }
-#[doc = " int, 0 or 1"]
+#[doc = "```text\nint, 0 or 1\n```"]
 pub const APEX_CTL_BOOL: _bindgen_ty_4 = 0;
-#[doc = " size_t"]
+#[doc = "```text\nsize_t\n```"]
 pub const APEX_CTL_SIZE: _bindgen_ty_4 = 1;
-#[doc = " const char *: reading gives a pointer to a static string"]
+#[doc = "```text\nconst char *: reading gives a pointer to a static string\n```"]
 pub const APEX_CTL_STRING: _bindgen_ty_4 = 2;
-#[doc = " no value: an action"]
+#[doc = "```text\nno value: an action\n```"]
 pub const APEX_CTL_COMMAND: _bindgen_ty_4 = 3;
-#[doc = " (name == NULL, or oldp without oldlenp: EINVAL. A call that neither reads nor writes a value key\n returns 0 after checking the name.)"]
+#[doc = "```text\n(name == NULL, or oldp without oldlenp: EINVAL. A call that neither reads nor writes a value key\nreturns 0 after checking the name.)\n```"]
 pub type _bindgen_ty_4 = u32;
-#[doc = " One entry of the key registry."]
+#[doc = "```text\nOne entry of the key registry.\n```"]
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct apex_ctl_info_s {
-    #[doc = " bytes of this struct the library filled in"]
+    #[doc = "```text\nbytes of this struct the library filled in\n```"]
     pub size: usize,
-    #[doc = " e.g. \"stats.allocated\" or \"stats.bins.<i>.count\""]
+    #[doc = "```text\ne.g. \"stats.allocated\" or \"stats.bins.<i>.count\"\n```"]
     pub name: *const ::core::ffi::c_char,
-    #[doc = " APEX_CTL_*"]
+    #[doc = "```text\nAPEX_CTL_*\n```"]
     pub type_: ::core::ffi::c_int,
-    #[doc = " 1 when the key can be written (options, commands)"]
+    #[doc = "```text\n1 when the key can be written (options, commands)\n```"]
     pub writable: ::core::ffi::c_int,
-    #[doc = " \"bytes\", \"count\", \"ms\", \"\" ..."]
+    #[doc = "```text\n\"bytes\", \"count\", \"ms\", \"\" ...\n```"]
     pub unit: *const ::core::ffi::c_char,
-    #[doc = " one line"]
+    #[doc = "```text\none line\n```"]
     pub description: *const ::core::ffi::c_char,
-    #[doc = " for \"<i>\" keys: how many indices; 0 otherwise"]
+    #[doc = "```text\nfor \"<i>\" keys: how many indices; 0 otherwise\n```"]
     pub index_count: usize,
-    #[doc = " environment variable read at start-up (options), or NULL"]
+    #[doc = "```text\nenvironment variable read at start-up (options), or NULL\n```"]
     pub env: *const ::core::ffi::c_char,
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
@@ -422,14 +422,14 @@ impl Default for apex_ctl_info_s {
         }
     }
 }
-#[doc = " One entry of the key registry."]
+#[doc = "```text\nOne entry of the key registry.\n```"]
 pub type apex_ctl_info_t = apex_ctl_info_s;
 unsafe extern "C" {
-    #[doc = " Number of registry entries."]
+    #[doc = "```text\nNumber of registry entries.\n```"]
     pub fn apex_ctl_count() -> usize;
 }
 unsafe extern "C" {
-    #[doc = " Fills *out with entry `index` (< apex_ctl_count()); 0, or EINVAL for a bad index/NULL/size."]
+    #[doc = "```text\nFills *out with entry `index` (< apex_ctl_count()); 0, or EINVAL for a bad index/NULL/size.\n```"]
     pub fn apex_ctl_info(
         index: usize,
         out: *mut apex_ctl_info_t,

@@ -37,7 +37,7 @@ fn child() -> Result<(), String> {
     if sym.is_null() {
         return Err("apex_stats_get is not visible: libapexalloc.so was not preloaded".into());
     }
-    if sym as usize == apexalloc::sys::apex_stats_get as *const () as usize {
+    if std::ptr::eq(sym as *const (), apexalloc::sys::apex_stats_get as *const ()) {
         return Err("dlsym found this crate's own copy: its symbols are not hidden".into());
     }
     let theirs: StatsGet = unsafe { std::mem::transmute::<*mut c_void, StatsGet>(sym) };
