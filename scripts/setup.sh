@@ -30,6 +30,7 @@ want_cmd lua5.4   lua5.4                # Lua binding: the stock interpreter its
 want_pkg liblua5.4-dev                  # Lua binding: headers and library for apexlua and the module
 want_cmd swig     swig                  # Lua binding: the raw layer is generated from the header
 want_pkg libluajit-5.1-2                # Lua binding: the LuaJIT test (lua_luajit)
+want_pkg libclang-dev                   # the Rust binding's bindgen drift test (libclang at run time)
 [ -e "$(gcc -print-file-name=libtsan.so)" ]  || need+=(libtsan2)
 [ -e "$(gcc -print-file-name=libubsan.so)" ] || need+=(libubsan1)
 
@@ -62,5 +63,11 @@ if [ ${#py_need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $sudo_ apt-get update -qq
   $sudo_ apt-get install -y -qq "${py_need[@]}" >/dev/null
+fi
+# ---- Rust: cargo fetches the crates itself (bindings/rust/Cargo.lock) -------------------------------
+# Debian 12's rustc is too old (the crates need 1.84): without a recent cargo the label `rust`
+# holds one failing test, rust_toolchain_missing, that says so.
+if ! have_cmd cargo && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
+  echo "setup: cargo not found: install Rust >= 1.84 (rustup) to run the Rust binding's tests"
 fi
 echo "setup: all build and test dependencies present"
