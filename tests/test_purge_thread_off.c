@@ -13,6 +13,8 @@
 #include <dirent.h>
 #include <stdio.h>
 
+#include <pthread.h>
+
 #include "decayutil.h"
 
 #define MAX_OBJECTS 200000
@@ -59,6 +61,12 @@ static void some_activity(void) {
   apex_free(p);
 }
 
+static void *allocate_and_exit(void *arg) {
+  (void)arg;
+  apex_free(apex_malloc(100));
+  return NULL;
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IONBF, 0);
   CHECK(du_ctl_bool("opt.purge_thread") == 0, "opt.purge_thread is not 0: run with APEX_PURGE_THREAD=0");
@@ -102,6 +110,10 @@ int main(void) {
   int on = 1, off = 0;
   CHECK(apex_ctl("opt.purge_thread", NULL, NULL, &on, sizeof on) == 0, "set opt.purge_thread = 1");
   apex_free(apex_malloc(5 * TU_MIB));                  /* a huge object enters the huge cache */
+  /* Hardened mode has no huge cache: a thread's exit (its heap abandoned) asks for the thread too. */
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, allocate_and_exit, NULL) == 0, "pthread_create");
+  CHECK(pthread_join(t, NULL) == 0, "pthread_join");
   deadline = du_now_ms() + 10000;
   while (du_now_ms() < deadline && (du_ctl_bool("stats.purge_thread") != 1 || !purge_thread_present())) du_sleep_ms(10);
   CHECK(du_ctl_bool("stats.purge_thread") == 1 && purge_thread_present(), "turned on, the purge thread did not start");
