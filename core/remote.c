@@ -121,8 +121,10 @@ bool block_arm_full(block_t *b) {
   uintptr_t word = atomic_load_explicit(&b->remote, memory_order_relaxed);
   while (remote_chunks(word) == NULL) {
     if (remote_state(word) != BLOCK_QUEUED) return false;
+    /* Release: the freer whose CAS finds this FULL will write b->notify_next, which this owner
+     * read when it last popped b from `notified`; the release orders that read before the write. */
     if (atomic_compare_exchange_weak_explicit(&b->remote, &word, (uintptr_t)BLOCK_FULL,
-                                              memory_order_relaxed, memory_order_relaxed))
+                                              memory_order_release, memory_order_relaxed))
       return false;
   }
   return true;
