@@ -488,7 +488,7 @@ void   *heap_alloc_shared(heap_t *heap, size_t size, size_t alignment, bool zero
 void    heap_collect_now(heap_t *heap);
 void    superblock_discard(heap_t *heap, superblock_t *sb);
 
-/* ---- large.c: huge objects (their own mappings) ---------------------------------------------- */
+/* ---- huge.c: huge objects (their own mappings) ----------------------------------------------- */
 void   *huge_alloc(heap_t *heap, size_t size, size_t alignment, bool zero);
 void    huge_discard_all(heap_t *heap);
 void    huge_cache_flush(void);

@@ -1,5 +1,5 @@
 /*
- * large.c — huge objects: anything above LARGE_MAX gets a mapping of its own, with a header page
+ * huge.c — huge objects: anything above LARGE_MAX gets a mapping of its own, with a header page
  * (huge_t) that starts like a superblock's (so the same registry lookup finds it) and a small cache of
  * recently freed mappings so that a loop allocating and freeing a few MiB does not mmap/munmap
  * on every iteration. Growing reallocs move pages with mremap instead of copying them.
