@@ -2,7 +2,7 @@
  * decay.c — giving memory back over time: the background purge thread, and the facts about the
  * machine that decide how memory is backed (transparent huge page mode, NUMA nodes).
  *
- * Empty superblocks and freed huge mappings wait in their caches (superblock.c, large.c) with the
+ * Empty superblocks and freed huge mappings wait in their caches (superblock.c, huge.c) with the
  * time they entered. The purge thread wakes every decay/4 (at least 50 ms, at most 1 s) and gives
  * back what has waited for opt.decay_ms: the data slices of cached superblocks (madvise), cached
  * huge mappings (munmap). So memory comes back while the program sleeps, and the fast paths pay

@@ -458,37 +458,52 @@ apex_inline superblock_t *superblock_of_block(const block_t *b) {
   return (superblock_t *)((uintptr_t)b & ~(uintptr_t)SB_MASK);   /* descriptors live in slice 0 */
 }
 
-/* ---- heap.c ---------------------------------------------------------------------------------- */
+/* ---- heap.c: a heap's life ------------------------------------------------------------------- */
+#define HEAP_MAGIC 0x41504558484541ULL     /* "APEXHEA" */
 heap_t *heap_for_thread(void);                        /* creates or adopts on first use */
-void   *heap_malloc_slow(heap_t *heap, size_t size, size_t cls);
-void   *heap_malloc_large(heap_t *heap, size_t size, size_t alignment);
-bool    heap_resize_large(heap_t *heap, superblock_t *sb, block_t *b, size_t size);
+bool    heap_thread_exited(void);                     /* past this thread's heap destructor */
 void    heap_thread_done(heap_t *heap);
-void    heap_collect_abandoned(heap_t *helper);
-void    heap_collect_abandoned_idle(uint64_t now_ns, uint64_t decay_ns);  /* purge thread */
-void    heap_queue_remove(heap_t *heap, block_t *b);
-void    heap_queue_push_back(heap_t *heap, block_t *b);
-block_t *heap_queue_to_front(heap_t *heap, block_t *b);
+bool    heap_handle_ok(const heap_t *heap);
+heap_t *heap_new_locked(void);                        /* a zeroed heap struct; heaps lock held */
+void    heap_recycle_locked(heap_t *heap);            /* a destroyed heap's struct; heaps lock held */
 void    heaps_lock(void);
-bool    heap_try_claim_abandoned(heap_t *heap);
+bool    heaps_trylock(void);                          /* never waits: true with the lock held */
 void    heaps_unlock(void);
+heap_t *heaps_first(void);
 void    heaps_after_fork_child(void);
 void    heaps_fork_prepare(void);                     /* heaps lock, then every shared_lock, every huge_lock */
 void    heaps_fork_parent(void);
-bool    heap_thread_exited(void);                     /* past this thread's heap destructor */
-void   *heap_alloc_late(size_t size, size_t alignment, bool zero);
-heap_t *heaps_first(void);
 
+/* ---- queue.c: class queues and the small-object slow path ------------------------------------ */
 void    heap_queue_push_front(heap_t *heap, block_t *b);
+void    heap_queue_push_back(heap_t *heap, block_t *b);
+block_t *heap_queue_to_front(heap_t *heap, block_t *b);
+void    heap_queue_remove(heap_t *heap, block_t *b);
+void   *heap_malloc_slow(heap_t *heap, size_t size, size_t cls);
 
-#define HEAP_MAGIC 0x41504558484541ULL     /* "APEXHEA" */
-bool    heap_handle_ok(const heap_t *heap);
-void   *heap_alloc(heap_t *heap, size_t size, size_t alignment, bool zero);
-void   *heap_alloc_shared(heap_t *heap, size_t size, size_t alignment, bool zero);
+/* ---- large.c: large objects (runs of slices) ------------------------------------------------- */
+void   *heap_malloc_large(heap_t *heap, size_t size, size_t alignment);
+bool    heap_resize_large(heap_t *heap, superblock_t *sb, block_t *b, size_t size);
+
+/* ---- abandon.c: losing and regaining an owner ------------------------------------------------ */
+void    heap_abandon(heap_t *heap);                   /* thread exit, apex_heap_delete */
+heap_t *heap_take_abandoned_locked(void);             /* for adoption; heaps lock held */
+bool    heap_try_claim_abandoned(heap_t *heap);
 void    heap_collect_now(heap_t *heap);
-void    superblock_discard(heap_t *heap, superblock_t *sb);
+void    heap_collect_abandoned(heap_t *helper);
+void    heap_collect_abandoned_all(void);             /* apex_collect: waits for the heaps lock */
+void    heap_collect_abandoned_idle(uint64_t now_ns, uint64_t decay_ns);  /* purge thread */
 
-/* ---- large.c: huge objects (their own mappings) ---------------------------------------------- */
+/* ---- explicit_heap.c: the explicit-heap API, shared sub-heaps, the late heap ----------------- */
+void   *heap_alloc_shared(heap_t *heap, size_t size, size_t alignment, bool zero);
+void   *heap_alloc_late(size_t size, size_t alignment, bool zero);
+/* visit.c (apex_heap_visit, apex_collect) declares nothing beyond the public header. */
+
+/* Used by the files above, defined elsewhere. */
+void   *heap_alloc(heap_t *heap, size_t size, size_t alignment, bool zero);   /* alloc.c */
+void    superblock_discard(heap_t *heap, superblock_t *sb);                    /* superblock.c */
+
+/* ---- huge.c: huge objects (their own mappings) ----------------------------------------------- */
 void   *huge_alloc(heap_t *heap, size_t size, size_t alignment, bool zero);
 void    huge_discard_all(heap_t *heap);
 void    huge_cache_flush(void);
