@@ -27,7 +27,7 @@ unsafe extern "C" {
     pub fn apex_calloc(count: usize, size: usize) -> *mut ::core::ffi::c_void;
 }
 unsafe extern "C" {
-    #[doc = "```text\nResizes `p` to `size` bytes, keeping the first min(old, size) bytes.\n  - p == NULL behaves as apex_malloc(size).\n  - size == 0 frees p and returns a fresh minimal allocation (never NULL unless out of memory),\n    so the result is always either NULL (failure, p untouched) or a pointer to free.\n  - On failure returns NULL, sets errno = ENOMEM, and p stays valid and unchanged.\n  - Resizing within the same size class (and most shrinks) happens in place.\n```"]
+    #[doc = "```text\nResizes `p` to `size` bytes, keeping the first min(old, size) bytes.\n  - p == NULL behaves as apex_malloc(size).\n  - size == 0 frees p and returns a fresh minimal allocation (never NULL unless out of memory),\n    so the result is always either NULL (failure, p untouched) or a pointer to free.\n  - On failure returns NULL, sets errno = ENOMEM, and p stays valid and unchanged.\n  - Resizing within the same size class (and most shrinks) happens in place; in hardened mode\n    (APEX_SECURE=2) realloc always moves, so a stale pointer never aliases the new object.\n  - An object of a heap made with apex_heap_new / apex_heap_new_ex stays in that heap when it\n    moves (so apex_heap_destroy and the heap's limit still cover it; growing past the limit\n    fails with ENOMEM, p untouched); an object of a default heap moves to the caller's.\n```"]
     pub fn apex_realloc(p: *mut ::core::ffi::c_void, size: usize) -> *mut ::core::ffi::c_void;
 }
 unsafe extern "C" {
@@ -74,7 +74,7 @@ pub type apex_heap_t = apex_heap_s;
 pub struct apex_heap_options_s {
     #[doc = "```text\nsizeof(apex_heap_options_t): lets the struct grow compatibly\n```"]
     pub size: usize,
-    #[doc = "```text\nmost bytes live in the heap at once (usable sizes); 0 = no limit.\nAn allocation that would exceed it returns NULL with ENOMEM.\n```"]
+    #[doc = "```text\nmost bytes live in the heap at once (usable sizes); 0 = no limit.\nAn allocation, or a realloc growing an object, that would exceed it\nreturns NULL with ENOMEM. Objects freed by other threads count until\nthe heap collects them, which it does before refusing.\n```"]
     pub limit: usize,
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
@@ -96,15 +96,15 @@ unsafe extern "C" {
     pub fn apex_heap_new_ex(opts: *const apex_heap_options_t) -> *mut apex_heap_t;
 }
 unsafe extern "C" {
-    #[doc = "```text\nFrees everything allocated from h at once and returns its memory; h is invalid afterwards.\nNo other thread may use h or its objects meanwhile. A default heap cannot be destroyed:\nreturns EINVAL (also for NULL); 0 on success.\n```"]
+    #[doc = "```text\nFrees everything allocated from h at once and returns its memory; h is invalid afterwards.\nNo other thread may use h or its objects meanwhile; objects of h that other threads have already\nfreed are fine, even while they still wait in those threads' hardened-mode quarantines. A default\nheap cannot be destroyed: returns EINVAL (also for NULL or a stale handle); EBUSY while\napex_heap_visit walks h (e.g. from its callback); 0 on success.\n```"]
     pub fn apex_heap_destroy(h: *mut apex_heap_t) -> ::core::ffi::c_int;
 }
 unsafe extern "C" {
-    #[doc = "```text\nDeletes the heap handle: h is invalid afterwards, but its live objects stay valid and can be\nfreed with apex_free from any thread; their memory is reused by other heaps. Returns 0, or\nEINVAL for NULL or a default heap.\n```"]
+    #[doc = "```text\nDeletes the heap handle: h is invalid afterwards (for good: the heap is never handed out again\nas another thread's default heap), but its live objects stay valid and can be freed with\napex_free from any thread; their memory is reused by other heaps. Only h's owner may delete it,\nor any thread once h has no owner (its owner thread exited). Returns 0; EPERM when another live\nthread owns h (h is untouched); EINVAL for NULL, a stale handle or a default heap; EBUSY while\napex_heap_visit walks h.\n```"]
     pub fn apex_heap_delete(h: *mut apex_heap_t) -> ::core::ffi::c_int;
 }
 unsafe extern "C" {
-    #[doc = "```text\nThe calling thread's default heap (where apex_malloc allocates). Never NULL, except out of\nmemory. Valid until the thread exits.\n```"]
+    #[doc = "```text\nThe calling thread's default heap (where apex_malloc allocates). Never NULL, except out of\nmemory, or in a thread-specific-data destructor running after ApexAlloc's own at thread exit\n(the thread has no default heap any more; its allocations are still served). Valid until the\nthread exits.\n```"]
     pub fn apex_heap_default() -> *mut apex_heap_t;
 }
 unsafe extern "C" {
@@ -125,7 +125,7 @@ unsafe extern "C" {
     ) -> *mut ::core::ffi::c_void;
 }
 unsafe extern "C" {
-    #[doc = "```text\nResizes p (allocated from any heap) to new_size bytes aligned to `alignment`, allocating from h\nif it must move. old_size is what the caller believes p's size is (lua_Alloc's osize); it is\nonly a hint and may be 0. Follows apex_realloc otherwise: p == NULL allocates; on failure NULL,\nerrno = ENOMEM and p unchanged. new_size == 0 frees p and returns NULL (lua_Alloc's contract).\n```"]
+    #[doc = "```text\nResizes p (allocated from any heap) to new_size bytes aligned to `alignment`, allocating from h\nif it must move. old_size is what the caller believes p's size is (lua_Alloc's osize); it is\nonly a hint and may be 0. Follows apex_realloc otherwise: p == NULL allocates; on failure NULL,\nerrno = ENOMEM and p unchanged. new_size == 0 frees p and returns NULL (lua_Alloc's contract).\nA shrink never fails: when p cannot move (out of memory, at the limit) it is returned as it is,\nand errno is left unchanged.\n```"]
     pub fn apex_heap_realloc(
         h: *mut apex_heap_t,
         p: *mut ::core::ffi::c_void,
@@ -143,7 +143,7 @@ pub type apex_visit_fn = ::core::option::Option<
     ) -> ::core::ffi::c_int,
 >;
 unsafe extern "C" {
-    #[doc = "```text\nWalks the live objects of h (the calling thread must be h's owner, or h must be quiescent).\nReturns 0 after the whole walk, the callback's non-zero value if it stopped, EINVAL for NULL.\n```"]
+    #[doc = "```text\nWalks the live objects of h (the calling thread must be h's owner, or h must be quiescent).\nThe callback runs with no allocator lock held: it may allocate (from h too, with or without a\nlimit), read statistics and free objects of h, the visited one included; only destroying or\ndeleting h is refused meanwhile (EBUSY). What the walk reports then: each object live when the\nwalk started and still live when it is reached, exactly once; never an object freed before it is\nreached (by the callback or another thread); objects allocated during the walk maybe (huge ones\nnever). The walk always ends (it covers what h held when it began). Returns 0 after the whole\nwalk, the callback's non-zero value if it stopped, EINVAL for NULL / a stale handle / a NULL\ncallback, ENOMEM if its scratch memory (mapped from the OS, never from h) cannot be had.\n```"]
     pub fn apex_heap_visit(
         h: *mut apex_heap_t,
         visit: apex_visit_fn,
@@ -151,7 +151,7 @@ unsafe extern "C" {
     ) -> ::core::ffi::c_int;
 }
 unsafe extern "C" {
-    #[doc = "```text\n1 when p is the start of a live ApexAlloc allocation, 0 otherwise (freed, interior, foreign,\nNULL). Never aborts: hosts use it to route foreign pointers to the right allocator.\n```"]
+    #[doc = "```text\n1 when p is the start of a live ApexAlloc allocation, 0 otherwise (freed, interior, foreign,\nNULL, an address inside a block that no allocation has covered yet). Never aborts, and never\nfaults, even for a pointer another thread frees (and unmaps) meanwhile: hosts use it to route\nforeign pointers to the right allocator. Costs two uncontended atomic operations.\n```"]
     pub fn apex_owns(p: *const ::core::ffi::c_void) -> ::core::ffi::c_int;
 }
 unsafe extern "C" {
