@@ -30,12 +30,27 @@ static bool large_fits(size_t size, size_t alignment) {
   return alignment < SB_SIZE && first + slices <= SLICES_PER_SB;
 }
 
+/* Live bytes of one part of a heap, from counters that may be changing under the reader (the owner
+ * allocates while a non-owner reads them, and the other way round). Every byte free_bytes counts
+ * was counted in alloc_bytes before (release stores, counter_add), so alloc read after free is
+ * never below what was live; but allocations made between the two reads would count on top of
+ * objects freed meanwhile, an overestimate that can refuse a request which fits. So the pair is
+ * read again until alloc_bytes stood still across the read of free_bytes (a few tries, then the
+ * conservative value). */
+static size_t part_live_bytes(const heap_t *part) {
+  size_t alloc = atomic_load_explicit(&part->counters.alloc_bytes, memory_order_acquire), freed;
+  for (int tries = 0; ; tries++) {
+    freed = atomic_load_explicit(&part->counters.free_bytes, memory_order_acquire);
+    size_t again = atomic_load_explicit(&part->counters.alloc_bytes, memory_order_acquire);
+    if (again == alloc || tries == 8) { alloc = again; break; }
+    alloc = again;
+  }
+  return alloc > freed ? alloc - freed : 0;
+}
+
 /* A heap with a limit refuses what would take it over: live (usable) bytes of the heap and of its
  * shared sub-heap, plus the usable size of this request. Remote frees not yet collected still
- * count (conservative). One part's counters may be changing under the reader (the owner allocates
- * while a non-owner reads them, and the other way round): free_bytes is read first, with acquire,
- * and every byte it counts was counted in alloc_bytes before (release stores, counter_add), so
- * the difference is never below what was live; it is clamped at 0 all the same. */
+ * count (conservative). */
 bool heap_over_limit(heap_t *heap, size_t usable) {
   heap_t *root = heap->parent != NULL ? heap->parent : heap;
   if (root->limit == 0) return false;
@@ -43,9 +58,7 @@ bool heap_over_limit(heap_t *heap, size_t usable) {
   size_t live = 0;
   for (int i = 0; i < 2; i++) {
     if (parts[i] == NULL) continue;
-    size_t freed = atomic_load_explicit(&parts[i]->counters.free_bytes, memory_order_acquire);
-    size_t alloc = atomic_load_explicit(&parts[i]->counters.alloc_bytes, memory_order_acquire);
-    live += alloc > freed ? alloc - freed : 0;
+    live += part_live_bytes(parts[i]);
     pthread_mutex_lock(&parts[i]->huge_lock);
     live += parts[i]->huge_bytes;
     pthread_mutex_unlock(&parts[i]->huge_lock);
@@ -63,11 +76,16 @@ apex_cold static bool heap_refuses(heap_t *heap, size_t usable) {
   heap_collect_all_remote(heap);
   heap_t *shared = __atomic_load_n(&heap->shared, __ATOMIC_ACQUIRE);
   if (heap->parent == NULL && shared != NULL) {
+    /* The second look happens before shared_lock is released: a non-owner that frees after the
+     * collection cannot allocate again (which needs the lock) until the decision is made, so its
+     * uncollected free never counts together with what it allocates next. */
     pthread_mutex_lock(&heap->shared_lock);
     atomic_store_explicit(&shared->thread_id, current_thread_id(), memory_order_relaxed);
     heap_collect_all_remote(shared);
     atomic_store_explicit(&shared->thread_id, 0, memory_order_relaxed);
+    bool over = heap_over_limit(heap, usable);
     pthread_mutex_unlock(&heap->shared_lock);
+    return over;
   }
   return heap_over_limit(heap, usable);
 }

@@ -36,12 +36,10 @@ trap 'rm -rf "$WORK"' EXIT
 export LC_ALL=C TZ=UTC
 unset LD_PRELOAD
 
-need() {
-  if ! command -v "$1" >/dev/null 2>&1; then
-    echo "FAIL: '$1' is not installed; it is needed for this preload test" >&2
-    return 1
-  fi
-}
+# The shared harness: need, run_twice.
+. "$HERE/programs_lib.sh"
+PRELOAD_MODE=preload PRELOAD_WHAT="with LD_PRELOAD" PRELOAD_ENV=("LD_PRELOAD=$LIB")
+
 
 # ---- workloads: each prints deterministic text on stdout ------------------------------------------
 
@@ -135,39 +133,7 @@ w_awk() {
                n = split(s, parts, ","); print "split", n, length(s) }'
 }
 
-# ---- running a case twice and comparing ---------------------------------------------------------
-
-run_twice() {
-  local name=$1 fn=$2 mode rc
-  for mode in plain preload; do
-    mkdir -p "$WORK/$name-$mode"
-    (
-      set -e
-      cd "$WORK/$name-$mode"
-      if [ "$mode" = preload ]; then export LD_PRELOAD="$LIB"; fi
-      "$fn"
-    ) >"$WORK/$name.$mode.out" 2>"$WORK/$name.$mode.err"
-    rc=$?
-    if [ $rc -ne 0 ]; then
-      echo "FAIL: $name ($mode run) exited with status $rc" >&2
-      echo "---- stderr ----" >&2
-      tail -n 30 "$WORK/$name.$mode.err" >&2
-      if [ "$mode" = plain ]; then echo "(the run WITHOUT the preload failed: an environment problem)" >&2; fi
-      return 1
-    fi
-  done
-  if grep -E -i "apexalloc|cannot be preloaded" "$WORK/$name.preload.err" >/dev/null; then
-    echo "FAIL: $name: the preloaded run reported on stderr:" >&2
-    grep -E -i "apexalloc|cannot be preloaded" "$WORK/$name.preload.err" | head -n 20 >&2
-    return 1
-  fi
-  if ! cmp -s "$WORK/$name.plain.out" "$WORK/$name.preload.out"; then
-    echo "FAIL: $name: output with LD_PRELOAD differs from the output without it" >&2
-    diff "$WORK/$name.plain.out" "$WORK/$name.preload.out" | head -n 40 >&2
-    return 1
-  fi
-  echo "ok: $name: identical output with and without the preload ($(wc -l <"$WORK/$name.plain.out") lines)"
-}
+# ---- the cases (run_twice: tests/programs_lib.sh) ---------------------------------------------
 
 case_active() {
   need "$PY" || return 1

@@ -31,12 +31,10 @@ trap 'rm -rf "$WORK"' EXIT
 export LC_ALL=C TZ=UTC
 unset LD_PRELOAD APEX_SECURE
 
-need() {
-  if ! command -v "$1" >/dev/null 2>&1; then
-    echo "FAIL: '$1' is not installed; scripts/setup.sh installs it" >&2
-    return 1
-  fi
-}
+# The shared harness: need, run_twice.
+. "$(cd "$(dirname "$0")/.." && pwd)/programs_lib.sh"
+PRELOAD_MODE=hardened PRELOAD_WHAT="under APEX_SECURE=2" PRELOAD_ENV=("LD_PRELOAD=$LIB" "APEX_SECURE=2")
+
 
 # ---- workloads: each prints deterministic text on stdout ------------------------------------------
 
@@ -232,39 +230,7 @@ w_gzip() {
   gzip -9 -c in.txt | gzip -dc | cksum
 }
 
-# ---- running a case twice and comparing ---------------------------------------------------------
-
-run_twice() {
-  local name=$1 fn=$2 mode rc
-  for mode in plain hardened; do
-    mkdir -p "$WORK/$name-$mode"
-    (
-      set -e
-      cd "$WORK/$name-$mode"
-      if [ "$mode" = hardened ]; then export LD_PRELOAD="$LIB" APEX_SECURE=2; fi
-      "$fn"
-    ) >"$WORK/$name.$mode.out" 2>"$WORK/$name.$mode.err"
-    rc=$?
-    if [ $rc -ne 0 ]; then
-      echo "FAIL: $name ($mode run) exited with status $rc" >&2
-      echo "---- stderr ----" >&2
-      tail -n 30 "$WORK/$name.$mode.err" >&2
-      if [ "$mode" = plain ]; then echo "(the run WITHOUT the preload failed: an environment problem)" >&2; fi
-      return 1
-    fi
-  done
-  if grep -E -i "apexalloc|cannot be preloaded" "$WORK/$name.hardened.err" >/dev/null; then
-    echo "FAIL: $name: the hardened run reported on stderr:" >&2
-    grep -E -i "apexalloc|cannot be preloaded" "$WORK/$name.hardened.err" | head -n 20 >&2
-    return 1
-  fi
-  if ! cmp -s "$WORK/$name.plain.out" "$WORK/$name.hardened.out"; then
-    echo "FAIL: $name: output under APEX_SECURE=2 differs from the output without the preload" >&2
-    diff "$WORK/$name.plain.out" "$WORK/$name.hardened.out" | head -n 40 >&2
-    return 1
-  fi
-  echo "ok: $name: identical output plainly and under APEX_SECURE=2 ($(wc -l <"$WORK/$name.plain.out") lines)"
-}
+# ---- the cases (run_twice: tests/programs_lib.sh) ---------------------------------------------
 
 # Hardened mode is on in a preloaded process: opt.secure reads 2, and malloc's usable size is the
 # requested size (at level 1 it is the size class's, 32 for a 20-byte request).
