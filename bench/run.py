@@ -131,6 +131,10 @@ def default_allocators(build_dir: str, apex: str | None) -> dict[str, Allocator]
         "apex-hardened": Allocator("apex-hardened", "ApexAlloc (APEX_SECURE=2)",
                                    apex or os.path.join(build_dir, "core", "libapexalloc.so"),
                                    env={"APEX_SECURE": "2"}),
+        # An earlier build of ApexAlloc beside the current one, to measure a change side by side:
+        # --allocators apex,apex-base,mimalloc --lib apex-base=/path/to/old/libapexalloc.so
+        "apex-base": Allocator("apex-base", "ApexAlloc (baseline build)",
+                               os.path.join(build_dir, "core", "libapexalloc-baseline.so")),
     }
 
 
@@ -410,7 +414,7 @@ def write_chart(path: str, workloads: list[Workload], allocs: list[Allocator],
     names = [w.name for w in workloads]
     width = 0.8 / len(allocs)
     colors = {"apex": "#d62728", "glibc": "#7f7f7f", "jemalloc": "#1f77b4",
-              "mimalloc": "#2ca02c", "tcmalloc": "#ff7f0e", "apex-gd": "#ff9896",
+              "mimalloc": "#2ca02c", "tcmalloc": "#ff7f0e", "apex-gd": "#ff9896", "apex-base": "#c5b0d5",
               "apex-nochecks": "#fdd0a2", "apex-hardened": "#67000d"}
     fig, axes = plt.subplots(2, 1, figsize=(max(9.0, 1.35 * len(names) + 2), 8.5), sharex=True)
     panels = [("time", lambda c: c.time(), f"wall time / {base.label}"),
