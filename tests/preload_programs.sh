@@ -16,30 +16,13 @@ if [ $# -lt 1 ]; then
   echo "usage: $0 /path/to/libapexalloc.so [case ...]" >&2
   exit 2
 fi
-LIB=$(readlink -f "$1")
-shift
-if [ ! -f "$LIB" ]; then
-  echo "FAIL: $LIB does not exist" >&2
-  exit 1
-fi
 HERE=$(cd "$(dirname "$0")" && pwd)
 HEADER="$HERE/../include/apexalloc.h"
+. "$HERE/programs_lib.sh"          # the shared harness: programs_init, need, run_twice
+programs_init preload "$1"
+shift
 if [ $# -eq 0 ]; then set -- active python3 sqlite3 git sort gzip awk; fi
-
-# Prefer the system interpreter (a pyenv shim would add a chain of shell scripts to every run).
-if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3; else PY=$(command -v python3 || true); fi
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/apex-preload.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
-
-# Deterministic locale and environment for every program.
-export LC_ALL=C TZ=UTC
-unset LD_PRELOAD
-
-# The shared harness: need, run_twice.
-. "$HERE/programs_lib.sh"
 PRELOAD_MODE=preload PRELOAD_WHAT="with LD_PRELOAD" PRELOAD_ENV=("LD_PRELOAD=$LIB")
-
 
 # ---- workloads: each prints deterministic text on stdout ------------------------------------------
 

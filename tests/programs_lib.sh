@@ -1,11 +1,26 @@
 # programs_lib.sh — what the real-program tests share (sourced by tests/preload_programs.sh and
 # tests/hardened/hardened_programs.sh): the program check and the "run twice and compare" harness.
 #
-# The sourcing script sets, before calling run_twice:
-#   WORK           a fresh directory for the runs (removed by the script's own trap)
+# The sourcing script calls programs_init, and sets before calling run_twice:
 #   PRELOAD_MODE   the second run's name, in file names and messages (e.g. "preload", "hardened")
 #   PRELOAD_WHAT   how messages describe it (e.g. "with LD_PRELOAD", "under APEX_SECURE=2")
 #   PRELOAD_ENV    an array of VAR=value exported for the second run only
+
+# programs_init NAME LIB: the library to preload (LIB, absolute), a fresh work directory (WORK,
+# removed at exit), the Python to use (PY: the system's, where a pyenv shim would add a chain of
+# shell scripts to every run), a fixed locale and time zone, and no allocator variables inherited.
+programs_init() {
+  LIB=$(readlink -f "$2")
+  if [ ! -f "$LIB" ]; then
+    echo "FAIL: $LIB does not exist" >&2
+    exit 1
+  fi
+  if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3; else PY=$(command -v python3 || true); fi
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/apex-$1.XXXXXX")
+  trap 'rm -rf "$WORK"' EXIT
+  export LC_ALL=C TZ=UTC
+  unset LD_PRELOAD APEX_SECURE
+}
 
 need() {
   if ! command -v "$1" >/dev/null 2>&1; then

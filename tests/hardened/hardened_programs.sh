@@ -17,24 +17,11 @@ if [ $# -lt 1 ]; then
   echo "usage: $0 /path/to/libapexalloc.so [case ...]" >&2
   exit 2
 fi
-LIB=$(readlink -f "$1")
+. "$(cd "$(dirname "$0")/.." && pwd)/programs_lib.sh"   # the shared harness: programs_init, need, run_twice
+programs_init hardened "$1"
 shift
-if [ ! -f "$LIB" ]; then
-  echo "FAIL: $LIB does not exist" >&2
-  exit 1
-fi
 if [ $# -eq 0 ]; then set -- active bash sh cc clang ssh curl git python3 make cmake sqlite3 sort gzip; fi
-if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3; else PY=$(command -v python3 || true); fi
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/apex-hardened.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
-export LC_ALL=C TZ=UTC
-unset LD_PRELOAD APEX_SECURE
-
-# The shared harness: need, run_twice.
-. "$(cd "$(dirname "$0")/.." && pwd)/programs_lib.sh"
 PRELOAD_MODE=hardened PRELOAD_WHAT="under APEX_SECURE=2" PRELOAD_ENV=("LD_PRELOAD=$LIB" "APEX_SECURE=2")
-
 
 # ---- workloads: each prints deterministic text on stdout ------------------------------------------
 
