@@ -15,16 +15,11 @@
 #include "decayutil.h"
 
 #if !APEX_TEST_TSAN
-/* Bytes of address space in use, from /proc/self/statm (first field, pages). */
+/* Bytes of address space in use. */
 static size_t vm_size_bytes(void) {
-  char buf[256];
-  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-  CHECK(fd >= 0, "open /proc/self/statm");
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  CHECK(n > 0, "read /proc/self/statm");
-  buf[n] = '\0';
-  return (size_t)strtoul(buf, NULL, 10) * tu_page_size();
+  size_t size;
+  tu_statm_bytes(&size, NULL);
+  return size;
 }
 #endif
 

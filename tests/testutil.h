@@ -182,8 +182,9 @@ static inline void tu_check_disjoint_at(tu_range *r, size_t n, const char *what,
 
 /* ---- Resident set size --------------------------------------------------------------------- */
 
-/* Resident set size in bytes, read from /proc/self/statm without allocating. */
-static inline size_t tu_rss_bytes(void) {
+/* The first two fields of /proc/self/statm (address space and resident set, in bytes), read
+ * without allocating. */
+static inline void tu_statm_bytes(size_t *vm_size, size_t *resident) {
   char buf[256];
   int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
   CHECK(fd >= 0, "cannot open /proc/self/statm: errno %d", errno);
@@ -191,12 +192,18 @@ static inline size_t tu_rss_bytes(void) {
   close(fd);
   CHECK(n > 0, "cannot read /proc/self/statm");
   buf[n] = '\0';
-  unsigned long size = 0, resident = 0;
   char *end = NULL;
-  size = strtoul(buf, &end, 10);
-  resident = strtoul(end, NULL, 10);
-  (void)size;
-  return (size_t)resident * tu_page_size();
+  size_t size = strtoul(buf, &end, 10);
+  size_t rss = strtoul(end, NULL, 10);
+  if (vm_size != NULL) *vm_size = size * tu_page_size();
+  if (resident != NULL) *resident = rss * tu_page_size();
+}
+
+/* Resident set size in bytes. */
+static inline size_t tu_rss_bytes(void) {
+  size_t resident;
+  tu_statm_bytes(NULL, &resident);
+  return resident;
 }
 
 #endif /* APEX_TESTS_TESTUTIL_H */
