@@ -8,7 +8,7 @@
  *   malloc <= 1 KiB: a TLS load, a table lookup, a free-list pop with a decoded and range-checked
  *     link, a check of the chunk's free tag, and clearing the chunk's first two words — about 20
  *     instructions with two untaken branches.
- *   free: a registry bit test (is this ours?), the block descriptor, a range test against the
+ *   free: a registry entry test (is this ours?), the block descriptor, a range test against the
  *     carved extent and a multiply (rejects interior and never-carved addresses), a free-tag test
  *     (rejects double frees), then either a push onto the block's local list or, after checking
  *     the superblock header, one CAS onto the owner's remote stack.
@@ -158,22 +158,43 @@ apex_noinline void *apex_alloc_aligned(size_t size, size_t alignment, bool zero)
   return apex_alloc_unhardened(size, alignment, zero);
 }
 
-/* The fast path shared by apex_malloc and the owner of an explicit heap: a pop from the head block
- * of the size class, or NULL when that block has no free chunk (the caller takes a slow path). */
-apex_inline void *heap_pop_small(heap_t *heap, size_t size) {
-  block_t *b = heap->current[g_class_of_small[(size + 15) >> 4]];
+/* Pops a chunk of class `cls` from the head block of its queue, or returns NULL when that block
+ * has no free chunk (the caller takes a slow path). The fast path of apex_malloc and of the owner
+ * of an explicit heap. */
+apex_inline void *heap_pop_class(heap_t *heap, size_t cls, size_t size) {
+  block_t *b = heap->current[cls];
   chunk_t *c = b->free;
   if (apex_unlikely(c == NULL)) return NULL;
+  /* A chunk that fails a check stays where it is: the slow path (heap_alloc) pops the same chunk
+   * with block_pop, which names the problem and aborts. This path then needs no call of its own,
+   * nor the stack frame a call would cost. */
+  if (apex_unlikely(!chunk_tag_ok(c))) return NULL;
+  chunk_t *next = link_decode(b, c);
+  if (apex_unlikely(!link_in_block(b, next))) return NULL;
   counter_add(&heap->counters.requested, size);
-  return block_pop(heap, b, c);
+  return block_take(heap, b, c, next);
 }
 
-apex_export void *apex_malloc(size_t size) {
-  if (apex_likely((size <= 1024) & !g_hardened)) {
-    void *p = heap_pop_small(tls_heap, size);
-    if (apex_likely(p != NULL)) return p;
+/* Everything apex_malloc's inline path leaves: sizes above the class table, a dry head block,
+ * a thread without a heap yet, and hardened mode. */
+apex_noinline static void *apex_malloc_miss(heap_t *heap, size_t size) {
+  if (size <= SMALL_MAX && heap != &g_empty_heap) {
+    void *p = heap_pop_class(heap, class_of(size), size);
+    return p != NULL ? p : heap_alloc(heap, size, APEX_MIN_ALIGN, false);
   }
   return apex_alloc_aligned(size, APEX_MIN_ALIGN, false);
+}
+
+/* tls_fast_heap is the thread's heap in the default mode, and the empty heap (every queue empty)
+ * before the thread has one and in hardened mode, so the one test of an empty free list also sends
+ * those cases to the slow path. */
+apex_export void *apex_malloc(size_t size) {
+  heap_t *heap = tls_fast_heap;
+  if (apex_likely(size <= CLASS_TABLE_MAX)) {
+    void *p = heap_pop_class(heap, g_class_of_size[(size + 15) >> 4], size);
+    if (apex_likely(p != NULL)) return p;
+  }
+  return apex_malloc_miss(heap, size);
 }
 
 apex_export void *apex_calloc(size_t count, size_t size) {
@@ -211,7 +232,7 @@ apex_cold apex_noreturn static void pointer_invalid(superblock_t *sb, block_t *b
   bool is_free = op[0] == 'f';
   uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)b->start);
   bool on_grid = b->chunk_size != 0 && off < (uint64_t)b->capacity * b->chunk_size &&
-                 off * b->div_magic <= b->div_magic - 1;
+                 off * b->div_magic < b->div_magic;
   if (block_limit(b) == 0) {
     /* A retired block keeps its geometry: a pointer to one of its former chunks was freed before
      * (the block emptied and went away). */
@@ -257,14 +278,43 @@ apex_noinline static void free_remote(heap_t *owner, superblock_t *sb, block_t *
   remote_free(owner, sb, b, c);
 }
 
-/* The checked free of level 1, shared by apex_free and the hardened mode's eviction. */
-apex_inline void free_checked(void *p) {
-  superblock_t *sb = superblock_of(p);
-  if (apex_unlikely(sb == NULL)) { free_unregistered(p, "invalid free (not allocated by apexalloc)"); return; }
-  if (apex_unlikely(sb->kind != SB_KIND_BLOCKS)) { huge_free((huge_t *)sb, p); return; }
+/* Not declared noreturn, though it never returns: the fast path then reaches it with a jump
+ * instead of a call, and needs no stack frame of its own. */
+apex_cold apex_noinline static void free_invalid(superblock_t *sb, block_t *b, const void *p) {
+  pointer_invalid(sb, b, p, "free");
+}
+
+/* Everything free() does not find registered as a block superblock of the expected kind: a NULL,
+ * foreign or bootstrap pointer, a huge object, and in hardened mode every object (`from_apex_free`:
+ * the call came from apex_free, whose one registry comparison stands in for the level test). */
+apex_cold apex_noinline static void free_not_blocks(void *p, bool from_apex_free) {
+  if (from_apex_free && g_hardened) { hardened_free(p); return; }
+  unsigned kind = registry_kind(p);                    /* by the byte before p: see free_checked */
+  if (kind == REG_NONE) { free_unregistered(p, "invalid free (not allocated by apexalloc)"); return; }
+  if (kind == REG_HUGE) { huge_free((huge_t *)superblock_base(p), p); return; }
+  apex_fatal("invalid free (not allocated by apexalloc)", p, NO_CLASS);   /* the other mode's kind */
+}
+
+/* The checked free of level 1, shared by apex_free and the hardened mode's eviction (which expects
+ * the hardened registry kind). One registry load says "a block superblock of this mode"; then the
+ * descriptor, the chunk-start test, the free tag and the owner. */
+apex_inline void free_checked(void *p, unsigned blocks_kind, bool from_apex_free) {
+  /* By p itself, not the byte before it as registry_kind() does: no chunk of a block superblock
+   * starts on its 4 MiB boundary (slice 0 holds the header), so this finds the same unit for every
+   * chunk, and a huge object that starts on the boundary finds an unregistered unit and is sorted
+   * out by the slow path. */
+  uintptr_t unit = (uintptr_t)p >> SB_SHIFT;
+  if (apex_unlikely(unit >= REGISTRY_UNITS ||
+                    atomic_load_explicit(&g_registry[unit], memory_order_acquire) != blocks_kind)) {
+    free_not_blocks(p, from_apex_free);
+    return;
+  }
+  superblock_t *sb = (superblock_t *)((uintptr_t)p & ~(uintptr_t)SB_MASK);
   block_t *b = block_of(sb, p);
-  if (APEX_CHECKS && apex_unlikely(!chunk_start_ok(b, p))) pointer_invalid(sb, b, p, "free");
-  if (APEX_CHECKS && apex_unlikely(chunk_is_free((chunk_t *)p))) pointer_invalid(sb, b, p, "free");
+  if (APEX_CHECKS && apex_unlikely(!chunk_start_ok(b, p) || chunk_is_free((chunk_t *)p))) {
+    free_invalid(sb, b, p);
+    return;
+  }
   heap_t *owner = atomic_load_explicit(&sb->heap, memory_order_relaxed);
   if (apex_likely(atomic_load_explicit(&owner->thread_id, memory_order_relaxed) == current_thread_id()))
     heap_free_local(owner, sb, b, (chunk_t *)p);
@@ -272,12 +322,9 @@ apex_inline void free_checked(void *p) {
     free_remote(owner, sb, b, (chunk_t *)p);
 }
 
-apex_export void apex_free(void *p) {
-  if (apex_unlikely(g_hardened)) { hardened_free(p); return; }
-  free_checked(p);
-}
+apex_export void apex_free(void *p) { free_checked(p, REG_BLOCKS, true); }
 
-void apex_free_unhardened(void *p) { free_checked(p); }
+void apex_free_unhardened(void *p) { free_checked(p, g_reg_blocks, false); }
 
 apex_export size_t apex_usable_size(const void *p) {
   if (apex_unlikely(g_hardened)) return hardened_usable_size(p);
@@ -420,8 +467,8 @@ apex_export void *apex_heap_alloc(apex_heap_t *heap, size_t size, size_t alignme
   if (apex_unlikely(g_hardened)) return hardened_alloc(heap, size, alignment, false);
   if (apex_likely(heap_owned_by_caller(heap))) {
     /* The owner's fast path, with no TLS lookup at all (what lua_Alloc and PyMem calls hit). */
-    if (size <= 1024 && alignment == APEX_MIN_ALIGN && heap->limit == 0) {
-      void *p = heap_pop_small(heap, size);
+    if (size <= SMALL_MAX && alignment == APEX_MIN_ALIGN && heap->limit == 0) {
+      void *p = heap_pop_class(heap, class_of(size), size);
       if (apex_likely(p != NULL)) return p;
     }
     return heap_alloc(heap, size, alignment, false);
@@ -482,7 +529,7 @@ apex_export void *apex_heap_realloc(apex_heap_t *heap, void *p, size_t old_size,
 /* 1 for a live object only: 0 for free chunks, never-carved chunk addresses, interior pointers,
  * freed huge objects and anything else. Never aborts, and never faults on a pointer freed (and
  * unmapped) by another thread meanwhile: the reads happen inside registry_read_begin/end, which
- * keeps the registry bit and the mapping behind it together (see superblock.c). For a pointer that
+ * keeps the registry entry and the mapping behind it together (see superblock.c). For a pointer that
  * is being freed or reused by another thread, the descriptor fields it reads (slice_head, kind,
  * the block's geometry) may change under it: either answer is then right, so those reads are racy
  * on purpose (APEX_RACY_READER, as for the statistics walk); the caller's own live object's

@@ -120,3 +120,9 @@ bool block_free_slow(heap_t *heap, superblock_t *sb, block_t *b) {
 void block_retire_if_empty(heap_t *heap, superblock_t *sb, block_t *b) {
   if (b->used == 0) block_retire(heap, sb, b);
 }
+
+/* block_pop found chunk c's free tag gone (something wrote to it after it was freed) or its decoded
+ * link outside the block's carved part (the list was overwritten). */
+apex_cold apex_noinline void block_pop_corrupted(const block_t *b, const chunk_t *c) {
+  apex_fatal(tag_load(c) != chunk_tag_free(c) ? "write after free" : "corrupted free list", c, b->cls);
+}

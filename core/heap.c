@@ -20,6 +20,7 @@
 block_t g_empty_block;                  /* free == NULL: the fast path always falls through */
 heap_t g_empty_heap = { .current = { [0 ... CLASS_COUNT - 1] = &g_empty_block } };
 APEX_TLS heap_t *tls_heap = &g_empty_heap;
+APEX_TLS heap_t *tls_fast_heap = &g_empty_heap;
 
 static pthread_mutex_t g_heaps_lock = PTHREAD_MUTEX_INITIALIZER;
 static heap_t *g_all_heaps;             /* every heap ever made; heaps are never unmapped */
@@ -146,6 +147,7 @@ apex_noinline heap_t *heap_for_thread(void) {
   if (heap == NULL) return NULL;
   heap->is_default = true;
   tls_heap = heap;
+  if (!g_hardened) tls_fast_heap = heap;           /* hardened: every allocation takes its path */
   thread_register(heap);
   return heap;
 }
@@ -168,7 +170,7 @@ void heap_thread_done(heap_t *heap) {
   quarantine_flush(heap);
   /* From here on this thread's frees take the remote path, so the heap can change hands, and its
    * allocations (later key destructors) are served by heap_alloc_late. */
-  tls_heap = &g_empty_heap;
+  tls_heap = tls_fast_heap = &g_empty_heap;
   tls_heap_done = true;
   heap_abandon(heap);
 }

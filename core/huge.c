@@ -126,13 +126,13 @@ bool huge_recently_unmapped(const void *p) {
   return false;
 }
 
-/* Clear the registry bit, wait out apex_owns readers, then unmap (see registry_quiesce). */
+/* Clear the registry entry, wait out apex_owns readers, then unmap (see registry_quiesce). */
 static void huge_unmap(huge_t *h) {
   uint8_t *base = h->map_base;
   size_t size = h->map_size;
   size_t slot = atomic_fetch_add_explicit(&g_recent_huge_next, 1, memory_order_relaxed) % RECENT_HUGE;
   atomic_store_explicit(&g_recent_huge[slot], (uintptr_t)h + h->huge_offset, memory_order_relaxed);
-  registry_set(h, false);
+  registry_set(h, REG_NONE);
   registry_quiesce();
   os_unmap(base, size);
 }
@@ -258,7 +258,7 @@ void *huge_alloc(heap_t *heap, size_t size, size_t alignment, bool zero) {
   atomic_store_explicit(&h->huge_state, HUGE_LIVE, memory_order_release);
   atomic_fetch_add_explicit(&g_huge_live_bytes, total, memory_order_relaxed);
   huge_link(heap, h);                         /* seals the header before anyone can see it */
-  registry_set(h, true);
+  registry_set(h, REG_HUGE);
   return p;                                   /* fresh pages are already zero */
 }
 
@@ -279,7 +279,7 @@ void huge_free(huge_t *h, void *p) {
  * pages to a new aligned range without copying. NULL means the caller should copy (and, when the
  * heap's limit refused the growth, that the copy will be refused too). The caller verified h.
  * The object stays on its heap's list throughout (under its huge_lock), so the heap's totals
- * never under-count it. The registry bit of a range that moves is cleared before mremap gives
+ * never under-count it. The registry entry of a range that moves is cleared before mremap gives
  * the old range back: once it is gone another thread may map something new in the same 4 MiB
  * unit and set the bit, which a late clear would wipe out. */
 void *huge_realloc(huge_t *h, void *p, size_t size) {
@@ -296,7 +296,7 @@ void *huge_realloc(huge_t *h, void *p, size_t size) {
   if (os_remap_grow(h, old_total, total)) {
     result = h;
   } else if (total > old_total) {
-    registry_set(h, false);
+    registry_set(h, REG_NONE);
     registry_quiesce();
     huge_t *moved = os_remap_move_aligned(h, old_total, total, SB_SIZE);
     if (moved != NULL) {
@@ -307,7 +307,7 @@ void *huge_realloc(huge_t *h, void *p, size_t size) {
       huge_seal_links(moved);
       result = moved;
     }
-    registry_set(result != NULL ? result : h, true);
+    registry_set(result != NULL ? result : h, REG_HUGE);
   }
   if (result != NULL) {
     atomic_fetch_add_explicit(&g_huge_live_bytes, total - old_total, memory_order_relaxed);

@@ -154,6 +154,7 @@ static void global_init(void) {
   os_random(&g_tag_secret, sizeof g_tag_secret);
   g_tag_secret &= ~TAG_REMOTE;
   security_init();
+  g_reg_blocks = g_hardened ? REG_BLOCKS_HARDENED : REG_BLOCKS;   /* before any superblock exists */
   sizeclass_init();
   pthread_key_create(&g_thread_key, thread_exit);
   pthread_atfork(fork_prepare, fork_parent, fork_child);

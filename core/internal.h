@@ -124,7 +124,9 @@ struct superblock_s {
   uint32_t used_slices;
   uint64_t free_slices;                  /* bit i set: slice i is free (bit 0 never) */
   uint64_t dirty_slices;                 /* bit i set: slice i was ever handed to a block */
-  uint8_t  slice_head[SLICES_PER_SB];    /* slice -> head slice of its block */
+  uint16_t slice_desc[SLICES_PER_SB];    /* slice -> byte offset of its block's descriptor: one
+                                          * load and an add take free() from a pointer to it */
+  uint8_t  slice_head[SLICES_PER_SB];    /* slice -> head slice of its block (slow paths) */
   /* Then the bookkeeping of the slow paths. */
   superblock_t *next, *prev;             /* heap's superblock list, or the global cache */
   superblock_t *all_next, *all_prev;     /* every mapped superblock, under the walk lock */
@@ -132,9 +134,6 @@ struct superblock_s {
   uint32_t numa_node;                    /* node it was placed on (its cache list) */
   uint64_t lazy_slices;                  /* free slices given back with MADV_FREE (still dirty) */
   uint64_t release_ns;                   /* cached: when it entered the cache */
-  /* Offset 256 (not the 192 the fields above would allow): with blocks[] one descriptor size
-   * into the header, compilers fold the offset into the index and apex_free grows by four
-   * instructions (measured with callgrind, gcc 12). */
   _Alignas(128) block_t blocks[SLICES_PER_SB];  /* descriptor per head slice */
 };
 
@@ -165,9 +164,18 @@ _Static_assert(offsetof(huge_t, heap) == offsetof(superblock_t, heap) &&
 #define HUGE_HEADER     ((size_t)4096)
 
 _Static_assert(sizeof(block_t) == 192, "block descriptor: three cache lines");
+_Static_assert(sizeof(superblock_t) <= UINT16_MAX, "slice_desc holds descriptor offsets");
 _Static_assert(sizeof(superblock_t) <= SLICE_SIZE - 4096, "superblock metadata must fit in slice 0, before its guard page");
 
 /* ---- Heaps ----------------------------------------------------------------------------------- */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define APEX_TSAN_CLANG 1
+#endif
+#endif
+#ifndef APEX_TSAN_CLANG
+#define APEX_TSAN_CLANG 0
+#endif
 /* Written only by the heap's owner (plain load + store, no locked instruction), read by anyone
  * taking statistics; atomics with relaxed order make those reads race-free. */
 typedef struct {
@@ -180,7 +188,14 @@ typedef struct {
 /* A release store (a plain move on x86): a reader that sees a free_bytes value sees every
  * alloc_bytes increment made before it (heap_over_limit reads them in that order). */
 apex_inline void counter_add(_Atomic size_t *c, size_t n) {
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && !APEX_TSAN_CLANG
+  /* One add to memory, without a lock prefix: the same single-writer update as the C11 form
+   * below (an aligned 8-byte store is never torn, and x86 keeps stores in program order), which
+   * compilers emit as a load, an add and a store: three instructions on every malloc and free. */
+  __asm__ volatile("addq %1, %0" : "+m"(*(size_t *)c) : "er"(n));
+#else
   atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_release);
+#endif
 }
 
 struct apex_heap_s {
@@ -245,6 +260,7 @@ extern uintptr_t g_secret;                /* from getrandom at init */
 #define APEX_TLS __thread __attribute__((tls_model("initial-exec")))
 #endif
 extern APEX_TLS heap_t *tls_heap;
+extern APEX_TLS heap_t *tls_fast_heap;    /* what apex_malloc pops from: see there */
 
 /* The calling thread's identity without a TLS lookup: its thread pointer (%fs:0 on x86-64),
  * unique among live threads. Lets free() recognize the owner even in the dlopen-safe build,
@@ -292,26 +308,26 @@ bool   purger_running(void);
 /* ---- sizeclass.c ----------------------------------------------------------------------------- */
 extern uint32_t g_class_size[CLASS_COUNT];
 extern uint8_t  g_class_slices[CLASS_COUNT];
-extern const uint8_t g_class_of_small[65];
+#define CLASS_TABLE_MAX 8192                          /* class_of() by table up to here */
+extern uint8_t  g_class_of_size[CLASS_TABLE_MAX / 16 + 1];
 void sizeclass_init(void);
 
-/* Size class of a request of `size` bytes (size <= SMALL_MAX): a table load for <= 1 KiB, a bit
+/* Size class of a request of `size` bytes (size <= SMALL_MAX): a table load up to 8 KiB, a bit
  * scan and two shifts above. */
 apex_inline size_t class_of(size_t size) {
-  if (apex_likely(size <= 1024)) return g_class_of_small[(size + 15) >> 4];
+  if (apex_likely(size <= CLASS_TABLE_MAX)) return g_class_of_size[(size + 15) >> 4];
   size_t w = size - 1;
   size_t b = 63 - (size_t)__builtin_clzll(w);           /* b >= 10 here */
   return 9 + (b - 7) * 8 + ((w >> (b - 3)) & 7);
 }
 
 /* ---- superblock.c ---------------------------------------------------------------------------- */
-extern _Atomic uint64_t g_registry[];
 superblock_t *superblock_acquire(heap_t *heap);
 void          superblock_release(heap_t *heap, superblock_t *sb);
 block_t      *superblock_take_slices(heap_t *heap, size_t slices, size_t align_slices);
 void          superblock_give_slices(heap_t *heap, superblock_t *sb, block_t *b);
-void          registry_set(void *base, bool present);
-void          registry_quiesce(void);                 /* after clearing a bit, before unmapping */
+void          registry_set(void *base, unsigned kind);  /* REG_*; REG_NONE clears */
+void          registry_quiesce(void);                 /* after clearing an entry, before unmapping */
 void          registry_read_begin(void);              /* apex_owns: nothing is unmapped until ... */
 void          registry_read_end(void);                /* ... this (see superblock.c) */
 uint64_t      keyed_hash(const uint64_t *words, size_t n, uint64_t domain);  /* see superblock.c */
@@ -330,16 +346,31 @@ void          superblock_walk_unlock(void);
 void          superblock_walk_reset_lock(void);
 superblock_t *superblocks_first(void);
 
-/* The superblock (or huge header) holding p, or NULL when p is not ApexAlloc memory. Uses the
- * byte before p so that an object starting exactly on a 4 MiB boundary (huge, 4 MiB-aligned)
- * still finds the header in front of it. */
+/* What the 4 MiB unit holding an address is, as the registry records it: one byte per unit, so a
+ * free learns "ours, and which kind of mapping" from a single load, before it reads any memory
+ * near the pointer. A block superblock made in hardened mode is registered as such, so the default
+ * free path's one comparison also sends hardened-mode frees to their own path. */
+enum { REG_NONE = 0, REG_BLOCKS = 1, REG_HUGE = 2, REG_BLOCKS_HARDENED = 3 };
+#define REGISTRY_UNITS ((size_t)1 << (ADDRESS_BITS - SB_SHIFT))
+extern _Atomic uint8_t g_registry[REGISTRY_UNITS];
+extern uint8_t g_reg_blocks;                          /* REG_BLOCKS, or REG_BLOCKS_HARDENED */
+
+/* Uses the byte before p so that an object starting exactly on a 4 MiB boundary (huge,
+ * 4 MiB-aligned) still finds the header in front of it; NULL and addresses outside the user
+ * address space give REG_NONE. */
+apex_inline unsigned registry_kind(const void *p) {
+  uintptr_t unit = ((uintptr_t)p - 1) >> SB_SHIFT;
+  if (apex_unlikely(unit >= REGISTRY_UNITS)) return REG_NONE;
+  return atomic_load_explicit(&g_registry[unit], memory_order_acquire);
+}
+
+apex_inline superblock_t *superblock_base(const void *p) {
+  return (superblock_t *)(((uintptr_t)p - 1) & ~(uintptr_t)SB_MASK);
+}
+
+/* The superblock (or huge header) holding p, or NULL when p is not ApexAlloc memory. */
 apex_inline superblock_t *superblock_of(const void *p) {
-  uintptr_t a = (uintptr_t)p - 1;
-  if (apex_unlikely(a >> ADDRESS_BITS)) return NULL;
-  size_t unit = a >> SB_SHIFT;
-  uint64_t word = atomic_load_explicit(&g_registry[unit >> 6], memory_order_acquire);
-  if (apex_unlikely(!(word & ((uint64_t)1 << (unit & 63))))) return NULL;
-  return (superblock_t *)(a & ~(uintptr_t)SB_MASK);
+  return registry_kind(p) != REG_NONE ? superblock_base(p) : NULL;
 }
 
 /* The keyed check of a superblock header's heap and kind (with its address); see header_check in
@@ -363,7 +394,13 @@ apex_inline uint64_t slice_run_mask(size_t first, size_t count) {
 
 apex_inline block_t *block_of(superblock_t *sb, const void *p) {
   size_t slice = ((uintptr_t)p & SB_MASK) >> SLICE_SHIFT;
-  return &sb->blocks[sb->slice_head[slice]];
+  return (block_t *)((uint8_t *)sb + sb->slice_desc[slice]);
+}
+
+/* Slice `slice` now belongs to the block whose head is slice `head` (both maps together). */
+apex_inline void slice_map_set(superblock_t *sb, size_t slice, size_t head) {
+  sb->slice_head[slice] = (uint8_t)head;
+  sb->slice_desc[slice] = (uint16_t)(offsetof(superblock_t, blocks) + head * sizeof(block_t));
 }
 
 apex_inline void heap_dirty_sub(heap_t *heap, size_t slices) {
@@ -408,10 +445,10 @@ apex_inline uint32_t block_limit(const block_t *b) { return atomic_load_explicit
 apex_inline void block_set_limit(block_t *b, uint32_t v) { atomic_store_explicit(&b->limit, v, memory_order_relaxed); }
 
 /* True when p is the start of a chunk of b: inside the block, and its offset divisible by the
- * chunk size (Lemire's test: for n < 2^32, d divides n iff n * ceil(2^64/d) <= ceil(2^64/d) - 1). */
+ * chunk size (Lemire's test: for n < 2^32, d divides n iff n * ceil(2^64/d) mod 2^64 < ceil(2^64/d)). */
 apex_inline bool chunk_start_ok(const block_t *b, const void *p) {
   uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)b->start);
-  return off < block_limit(b) && off * b->div_magic <= b->div_magic - 1;
+  return off < block_limit(b) && off * b->div_magic < b->div_magic;
 }
 /* A decoded free-list link is NULL or the start of a chunk of b (slow paths: the division test
  * costs a multiply the fast path's range-only test does not pay; see block_pop). */
@@ -426,12 +463,8 @@ apex_inline link_bounds_t link_bounds(const block_t *b) {
 }
 apex_inline bool link_ok_in(link_bounds_t k, const chunk_t *next) {
   uint64_t off = (uint64_t)((uintptr_t)next - k.start);
-  return next == NULL || ((off < k.limit) & (off * k.magic <= k.magic - 1));
+  return next == NULL || ((off < k.limit) & (off * k.magic < k.magic));
 }
-apex_inline superblock_t *superblock_base(const void *p) {
-  return (superblock_t *)(((uintptr_t)p - 1) & ~(uintptr_t)SB_MASK);
-}
-
 /* ---- remote.c -------------------------------------------------------------------------------- */
 void   remote_free(heap_t *owner, superblock_t *sb, block_t *b, chunk_t *c);
 /* Collects b's remote frees; returns how many. Sets *retired when the block was retired (its
@@ -655,16 +688,28 @@ apex_inline void *chunk_hand_out(heap_t *heap, block_t *b, chunk_t *c) {
  * (block_collect), and a link that passes the range test still needs a forged free tag on the
  * chunk it points to before it is handed out. Both words are cleared: a fresh object never shows its tag, nor its encoded link
  * (which, for the last chunk of a list, is the block's key itself mixed with the address). */
-apex_inline void *block_pop(heap_t *heap, block_t *b, chunk_t *c) {
-  chunk_t *next = link_decode(b, c);
-  bool tag_bad = tag_load(c) != chunk_tag_free(c);
-  bool link_bad = ((uintptr_t)next - (uintptr_t)b->start >= block_limit(b)) & (next != NULL);
-  if (APEX_CHECKS && apex_unlikely(tag_bad | link_bad))     /* one branch for both checks */
-    apex_fatal(tag_bad ? "write after free" : "corrupted free list", c, b->cls);
+apex_noreturn void block_pop_corrupted(const block_t *b, const chunk_t *c);   /* block.c */
+/* The two checks of a pop: c still carries its free tag, and `next` (its decoded link) is the
+ * list's end or inside the block's carved part. A NULL link fails the range test too, and is told
+ * apart only then. */
+apex_inline bool chunk_tag_ok(const chunk_t *c) { return !APEX_CHECKS || tag_load(c) == chunk_tag_free(c); }
+apex_inline bool link_in_block(const block_t *b, const chunk_t *next) {
+  return !APEX_CHECKS || apex_likely((uintptr_t)next - (uintptr_t)b->start < block_limit(b)) || next == NULL;
+}
+apex_inline bool block_pop_ok(const block_t *b, const chunk_t *c, const chunk_t *next) {
+  return chunk_tag_ok(c) && link_in_block(b, next);
+}
+/* Hands out c, which block_pop_ok passed, and makes `next` the head of b's list. */
+apex_inline void *block_take(heap_t *heap, block_t *b, chunk_t *c, chunk_t *next) {
   b->free = next;
   c->next_enc = 0;
   tag_store(c, 0);
   return chunk_hand_out(heap, b, c);
+}
+apex_inline void *block_pop(heap_t *heap, block_t *b, chunk_t *c) {
+  chunk_t *next = link_decode(b, c);
+  if (apex_unlikely(!block_pop_ok(b, c, next))) block_pop_corrupted(b, c);
+  return block_take(heap, b, c, next);
 }
 
 /* Returns a chunk (already checked not to be free) to its block, on the owner thread. */

@@ -48,7 +48,7 @@ bool heap_resize_large(heap_t *heap, superblock_t *sb, block_t *b, size_t size) 
     sb->lazy_slices &= ~extra;
     sb->used_slices += (uint32_t)(want - have);
     heap->active_slices += want - have;
-    for (size_t i = b->index + have; i < end; i++) sb->slice_head[i] = b->index;
+    for (size_t i = b->index + have; i < end; i++) slice_map_set(sb, i, b->index);
   } else {
     uint64_t tail = slice_run_mask(end, have - want);
     sb->free_slices |= tail;

@@ -3,7 +3,7 @@
  * data slices are handed out as block runs, and the registry that tells whether an address
  * belongs to ApexAlloc at all.
  *
- * Owns: the superblock registry (one bit per 4 MiB of address space) and the rule that nothing is
+ * Owns: the superblock registry (one byte per 4 MiB of address space) and the rule that nothing is
  *       unmapped while apex_owns reads it, the keyed check of mapping headers, the global cache of
  *       empty superblocks and its lock, the per-superblock slice bitmap, purging free slices.
  * Must never: touch chunk contents or a block's free list; decide size classes.
@@ -12,22 +12,21 @@
 
 #include <string.h>
 
-/* One bit per possible superblock in the 47-bit user address space: 2^25 bits = 4 MiB of .bss,
- * of which only the pages covering addresses actually used are ever touched. Lets free() reject a
- * foreign pointer before reading any memory near it. */
-_Atomic uint64_t g_registry[(size_t)1 << (ADDRESS_BITS - SB_SHIFT - 6)];
+/* One byte per possible superblock in the 47-bit user address space (REG_* values): 2^25 bytes =
+ * 32 MiB of .bss, of which only the pages covering addresses actually used are ever touched (one
+ * page covers 16 GiB). Lets free() reject a foreign pointer, and tell a huge object from a block,
+ * before reading any memory near it. */
+_Atomic uint8_t g_registry[REGISTRY_UNITS];
+uint8_t g_reg_blocks = REG_BLOCKS;
 
-void registry_set(void *base, bool present) {
-  size_t unit = (uintptr_t)base >> SB_SHIFT;
-  uint64_t bit = (uint64_t)1 << (unit & 63);
-  if (present) atomic_fetch_or_explicit(&g_registry[unit >> 6], bit, memory_order_release);
-  else         atomic_fetch_and_explicit(&g_registry[unit >> 6], ~bit, memory_order_release);
+void registry_set(void *base, unsigned kind) {
+  atomic_store_explicit(&g_registry[(uintptr_t)base >> SB_SHIFT], (uint8_t)kind, memory_order_release);
 }
 
 /* ---- Reading headers of memory that may be unmapped (apex_owns) ------------------------------
  * apex_owns may be asked about a freed pointer while another thread unmaps its superblock or huge
  * mapping. A reader announces itself in one of a few counters (spread over cache lines by thread,
- * so concurrent readers do not share one), then re-tests the registry bit; whoever unmaps clears
+ * so concurrent readers do not share one), then re-tests the registry entry; whoever unmaps clears
  * the bit first, then waits until no reader is announced. Both sides are sequentially consistent
  * (a Dekker pair): either the reader sees the bit cleared and reads nothing, or the unmapper sees
  * the reader and waits for it. Frees need none of this: a pointer being freed is live, so its
@@ -124,7 +123,7 @@ superblock_t *superblocks_first(void) { return g_all_superblocks; }
 static void superblock_unmap(superblock_t *sb) {
   pthread_mutex_lock(&g_walk_lock);
   walk_list_remove(sb);
-  registry_set(sb, false);
+  registry_set(sb, REG_NONE);
   registry_quiesce();
   atomic_fetch_sub_explicit(&g_superblocks_live, 1, memory_order_relaxed);
   os_unmap(sb, SB_SIZE);
@@ -258,8 +257,9 @@ static superblock_t *superblock_map_new(size_t node) {
   superblock_seal(sb);
   sb->free_slices = ~(uint64_t)1;
   sb->dirty_slices = 1;
+  for (size_t i = 0; i < SLICES_PER_SB; i++) slice_map_set(sb, i, 0);   /* descriptor 0: never in use */
   atomic_fetch_add_explicit(&g_superblocks_live, 1, memory_order_relaxed);
-  registry_set(sb, true);
+  registry_set(sb, g_reg_blocks);
   walk_list_add(sb);
   return sb;
 }
@@ -407,7 +407,7 @@ static block_t *take_run(heap_t *heap, superblock_t *sb, size_t count, uint64_t 
   sb->free_slices &= ~mask;
   sb->used_slices += (uint32_t)count;
   heap->active_slices += count;
-  for (size_t i = first; i < first + count; i++) sb->slice_head[i] = (uint8_t)first;
+  for (size_t i = first; i < first + count; i++) slice_map_set(sb, i, first);
   block_t *b = &sb->blocks[first];
   b->index = (uint8_t)first;
   b->slices = (uint8_t)count;
