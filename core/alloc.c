@@ -285,6 +285,15 @@ apex_cold apex_noinline static void free_invalid(superblock_t *sb, block_t *b, c
   pointer_invalid(sb, b, p, "free");
 }
 
+apex_cold apex_noinline static void free_sized_too_large(const void *p) {
+  apex_fatal("invalid free_sized (size larger than the allocation)", p, NO_CLASS);
+}
+
+apex_cold apex_noinline static void free_sized_slow(void *p, size_t size) {
+  if (apex_unlikely(size > apex_usable_size(p))) free_sized_too_large(p);
+  apex_free(p);
+}
+
 /* Everything free() does not find registered as a block superblock of the expected kind: a NULL,
  * foreign or bootstrap pointer, a huge object, and in hardened mode every object (`from_apex_free`:
  * the call came from apex_free, whose one registry comparison stands in for the level test). */
@@ -299,7 +308,7 @@ apex_cold apex_noinline static void free_not_blocks(void *p, bool from_apex_free
 /* The checked free of level 1, shared by apex_free and the hardened mode's eviction (which expects
  * the hardened registry kind). One registry load says "a block superblock of this mode"; then the
  * descriptor, the chunk-start test, the free tag and the owner. */
-apex_inline void free_checked(void *p, unsigned blocks_kind, bool from_apex_free) {
+apex_inline void free_checked(void *p, unsigned blocks_kind, bool from_apex_free, size_t claimed) {
   /* By p itself, not the byte before it as registry_kind() does: no chunk of a block superblock
    * starts on its 4 MiB boundary (slice 0 holds the header), so this finds the same unit for every
    * chunk, and a huge object that starts on the boundary finds an unregistered unit and is sorted
@@ -307,7 +316,8 @@ apex_inline void free_checked(void *p, unsigned blocks_kind, bool from_apex_free
   uintptr_t unit = (uintptr_t)p >> SB_SHIFT;
   if (apex_unlikely(unit >= REGISTRY_UNITS ||
                     atomic_load_explicit(&g_registry[unit], memory_order_acquire) != blocks_kind)) {
-    free_not_blocks(p, from_apex_free);
+    if (claimed != 0) free_sized_slow(p, claimed);
+    else free_not_blocks(p, from_apex_free);
     return;
   }
   superblock_t *sb = (superblock_t *)((uintptr_t)p & ~(uintptr_t)SB_MASK);
@@ -316,6 +326,7 @@ apex_inline void free_checked(void *p, unsigned blocks_kind, bool from_apex_free
     free_invalid(sb, b, p);
     return;
   }
+  if (apex_unlikely(claimed > b->chunk_size)) { free_sized_too_large(p); return; }
   heap_t *owner = atomic_load_explicit(&sb->heap, memory_order_relaxed);
   if (apex_likely(atomic_load_explicit(&owner->thread_id, memory_order_relaxed) == current_thread_id()))
     heap_free_local(owner, sb, b, (chunk_t *)p);
@@ -323,9 +334,17 @@ apex_inline void free_checked(void *p, unsigned blocks_kind, bool from_apex_free
     free_remote(owner, sb, b, (chunk_t *)p);
 }
 
-apex_export void apex_free(void *p) { free_checked(p, REG_BLOCKS, true); }
+apex_export void apex_free(void *p) { free_checked(p, REG_BLOCKS, true, 0); }
 
-void apex_free_unhardened(void *p) { free_checked(p, g_reg_blocks, false); }
+void apex_free_unhardened(void *p) { free_checked(p, g_reg_blocks, false, 0); }
+
+/* free_sized with a size that is not 0: a block's chunk checks the claim on the way (one compare
+ * in free's own path, so the pointer is looked up once); huge objects, hardened mode and
+ * everything else check it against the usable size first. */
+apex_export void apex_free_sized(void *p, size_t size) {
+  if (p == NULL) return;
+  free_checked(p, REG_BLOCKS, true, size);
+}
 
 apex_export size_t apex_usable_size(const void *p) {
   if (apex_unlikely(g_hardened)) return hardened_usable_size(p);
@@ -350,12 +369,6 @@ size_t usable_size_checked(const void *p, const char *op) {
   return block_checked(sb, p, op)->chunk_size;
 }
 
-apex_export void apex_free_sized(void *p, size_t size) {
-  if (p == NULL) return;
-  if (apex_unlikely(size > apex_usable_size(p)))
-    apex_fatal("invalid free_sized (size larger than the allocation)", p, NO_CLASS);
-  apex_free(p);
-}
 
 /* ---- Realloc --------------------------------------------------------------------------------- */
 /* The explicit heap (apex_heap_new) an object belongs to, or NULL for the default heaps (a
