@@ -279,9 +279,22 @@ apex_noinline static void free_remote(heap_t *owner, superblock_t *sb, block_t *
   remote_free(owner, sb, b, c);
 }
 
-/* Not declared noreturn, though it never returns: the fast path then reaches it with a jump
- * instead of a call, and needs no stack frame of its own. */
-apex_cold apex_noinline static void free_invalid(superblock_t *sb, block_t *b, const void *p) {
+static void free_not_blocks(void *p, bool from_apex_free);
+
+/* free_checked found no chunk of a block in use at p. One pointer that is not an error gets here:
+ * a huge object of no bytes at a 4 MiB alignment, whose pointer (the first byte past its mapping)
+ * may be where the next superblock starts. It is sorted out by the byte before it, as every other
+ * registry lookup does. Anything else aborts. Not declared noreturn, so the fast path reaches it
+ * with a jump instead of a call, and needs no stack frame of its own. */
+static void free_sized_slow(void *p, size_t size);
+
+apex_cold apex_noinline static void free_invalid(superblock_t *sb, block_t *b, void *p, bool from_apex_free,
+                                                 size_t claimed) {
+  if (((uintptr_t)p & SB_MASK) == 0) {
+    if (claimed != 0) free_sized_slow(p, claimed);
+    else free_not_blocks(p, from_apex_free);
+    return;
+  }
   pointer_invalid(sb, b, p, "free");
 }
 
@@ -311,8 +324,8 @@ apex_cold apex_noinline static void free_not_blocks(void *p, bool from_apex_free
 apex_inline void free_checked(void *p, unsigned blocks_kind, bool from_apex_free, size_t claimed) {
   /* By p itself, not the byte before it as registry_kind() does: no chunk of a block superblock
    * starts on its 4 MiB boundary (slice 0 holds the header), so this finds the same unit for every
-   * chunk, and a huge object that starts on the boundary finds an unregistered unit and is sorted
-   * out by the slow path. */
+   * chunk. A huge object that starts on a boundary finds its own mapping's unit, unregistered, or,
+   * when it has no bytes, possibly the next superblock: free_invalid sorts that out. */
   uintptr_t unit = (uintptr_t)p >> SB_SHIFT;
   if (apex_unlikely(unit >= REGISTRY_UNITS ||
                     atomic_load_explicit(&g_registry[unit], memory_order_acquire) != blocks_kind)) {
@@ -323,7 +336,7 @@ apex_inline void free_checked(void *p, unsigned blocks_kind, bool from_apex_free
   superblock_t *sb = (superblock_t *)((uintptr_t)p & ~(uintptr_t)SB_MASK);
   block_t *b = block_of(sb, p);
   if (APEX_CHECKS && apex_unlikely(!chunk_start_ok(b, p) || chunk_is_free((chunk_t *)p))) {
-    free_invalid(sb, b, p);
+    free_invalid(sb, b, p, from_apex_free, claimed);
     return;
   }
   if (apex_unlikely(claimed > b->chunk_size)) { free_sized_too_large(p); return; }

@@ -481,6 +481,7 @@ void   heap_collect_all_remote(heap_t *heap);
 enum { APEX_PAUSE_AFTER_REMOTE_PUBLISH = 1, APEX_PAUSE_BEFORE_REMOTE_PUBLISH = 2 };
 #if defined(APEX_DEBUG) && APEX_DEBUG
 extern void (*volatile apex_debug_pause_hook)(int point);
+extern volatile bool apex_debug_kernel_placement;     /* superblocks where the kernel puts them */
 #define apex_debug_pause(point) \
   do { void (*hook_)(int) = apex_debug_pause_hook; if (hook_ != NULL) hook_(point); } while (0)
 #else

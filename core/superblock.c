@@ -241,9 +241,20 @@ static void *random_placement(void) {
   return (void *)(window + offset);
 }
 
+#if defined(APEX_DEBUG) && APEX_DEBUG
+/* Debug builds only: a test may turn the random placement off, so that superblocks land where
+ * the kernel's placement puts them, next to other mappings (as happens when the window is full,
+ * or under ThreadSanitizer's reserved address ranges). */
+volatile bool apex_debug_kernel_placement;
+#define RANDOM_PLACEMENT_TRIES (apex_debug_kernel_placement ? 0 : 3)
+#else
+#define RANDOM_PLACEMENT_TRIES 3
+#endif
+
 static superblock_t *superblock_map_new(size_t node) {
   superblock_t *sb = NULL;
-  for (int attempt = 0; attempt < 3 && sb == NULL; attempt++) sb = os_map_at(random_placement(), SB_SIZE);
+  for (int attempt = 0; attempt < RANDOM_PLACEMENT_TRIES && sb == NULL; attempt++)
+    sb = os_map_at(random_placement(), SB_SIZE);
   if (sb == NULL) sb = os_map_aligned(SB_SIZE, SB_SIZE);
   if (sb == NULL) return NULL;
   os_thp_advise(sb, SB_SIZE);
