@@ -279,7 +279,7 @@ static void heap_link_superblock(heap_t *heap, superblock_t *sb) {
   if (heap->superblocks_last) heap->superblocks_last->next = sb; else heap->superblocks = sb;
   heap->superblocks_last = sb;
   heap->superblock_count++;
-  stats_dirty_changed(heap, 0, sb->dirty_slices);          /* its touched slices now count for heap */
+  count_add(&heap->block_counts.dirty_slices, __builtin_popcountll(sb->dirty_slices));   /* now heap's */
   atomic_store_explicit(&sb->heap, heap, memory_order_release);
   superblock_seal(sb);
 }

@@ -154,6 +154,24 @@ int main(void) {
   CHECK(g.huge_count == huge_seen && huge_seen == 1, "huge objects %zu, the map shows %zu", g.huge_count, huge_seen);
   CHECK(g.resident <= g.mapped && g.active <= g.mapped && g.resident >= g.active - g.active / 2,
         "resident %zu active %zu mapped %zu", g.resident, g.active, g.mapped);
+  /* The dirty-slice counts (stats.resident) against the superblocks' own bits, globally and for
+   * this thread's heap; the purge thread may be purging cached superblocks meanwhile: look again. */
+  size_t counted = 0, bits = 0;
+  for (int tries = 0; tries < 100; tries++) {
+    superblock_walk_lock();
+    bits = 0;
+    for (superblock_t *sb = superblocks_first(); sb != NULL; sb = sb->all_next)
+      bits += (size_t)__builtin_popcountll(sb->dirty_slices);
+    counted = atomic_load(&g_dirty_slices);
+    superblock_walk_unlock();
+    if (counted == bits) break;
+  }
+  CHECK(counted == bits, "dirty slices counted %zu, the superblocks have %zu", counted, bits);
+  bits = 0;
+  for (superblock_t *sb = tls_heap->superblocks; sb != NULL; sb = sb->next) bits += (size_t)__builtin_popcountll(sb->dirty_slices);
+  counted = atomic_load(&tls_heap->block_counts.dirty_slices);
+  CHECK(counted == bits, "this heap's dirty slices counted %zu, its superblocks have %zu", counted, bits);
+  CHECK(th.resident >= bits * SLICE_SIZE, "thread resident %zu below its %zu dirty slices", th.resident, bits);
   CHECK(hs.blocks >= 1 && hs.blocks < g.blocks && th.blocks < g.blocks, "per-heap blocks: heap %zu thread %zu of %zu",
         hs.blocks, th.blocks, g.blocks);
 
