@@ -147,17 +147,16 @@ static void gather_heap(gather_t *g, heap_t *h) {
 }
 
 /* Every heap's counters, under the heaps lock (heap structs are never unmapped, and the list only
- * grows), and its blocks under the walk lock as well (no superblock is unmapped meanwhile). */
+ * grows), then its blocks under the walk lock as well (no superblock is unmapped meanwhile). The
+ * walk lock is never held while a huge_lock is taken: fork_prepare takes every huge_lock first. */
 static void sum_counters(gather_t *g) {
   apex_stats_t *s = g->s;
   size_t alloc = 0, freed = 0;
   heaps_lock();
-  superblock_walk_lock();
   for (heap_t *h = heaps_first(); h != NULL; h = h->all_next) {
     s->heaps++;
     if (atomic_load_explicit(&h->abandoned, memory_order_relaxed)) s->heaps_abandoned++;
     if (!heap_selected(g, h)) continue;
-    gather_heap(g, h);
     alloc += atomic_load_explicit(&h->counters.alloc_bytes, memory_order_relaxed);
     freed += atomic_load_explicit(&h->counters.free_bytes, memory_order_relaxed);
     s->requested += atomic_load_explicit(&h->counters.requested, memory_order_relaxed);
@@ -172,6 +171,9 @@ static void sum_counters(gather_t *g) {
     s->metadata += h->huge_count * HUGE_HEADER;
     pthread_mutex_unlock(&h->huge_lock);
   }
+  superblock_walk_lock();
+  for (heap_t *h = heaps_first(); h != NULL; h = h->all_next)
+    if (heap_selected(g, h)) gather_heap(g, h);
   superblock_walk_unlock();
   heaps_unlock();
   s->allocated = (alloc > freed ? alloc - freed : 0) + s->allocated_huge;
