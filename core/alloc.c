@@ -397,7 +397,19 @@ static heap_t *explicit_heap_of(const void *p) {
   return owner != NULL ? atomic_load_explicit(&owner->explicit_root, memory_order_relaxed) : NULL;
 }
 
-/* Moves p's contents into a new object of the same heap (see explicit_heap_of). */
+/* When a small or large object stays where it is (docs/API.md, "Realloc: in place or moved"): the
+ * new size fits the chunk, and either the chunk would not be much bigger than the new size needs
+ * (at least half of it used, or 64 bytes and less), or the caller says the object grows (old_size,
+ * when known, at most the new size: an over-aligned chunk's slack is used before it moves). A
+ * shrink below half moves to a smaller chunk to give memory back, and stays when that fails. */
+static bool realloc_stays(size_t usable, size_t old_size, size_t size) {
+  return size <= usable && (size >= usable / 2 || usable <= 64 || (old_size != 0 && old_size <= size));
+}
+
+/* Moves p's contents into a new object of the same heap (see explicit_heap_of). The copy covers
+ * what the caller could have written: the old object's usable size (apex_usable_size promises all
+ * of it), or the new size when that is smaller; never the new object's bytes beyond the old
+ * object's end. */
 static void *realloc_move(void *p, size_t usable, size_t size) {
   heap_t *heap = explicit_heap_of(p);
   void *q = heap != NULL ? apex_heap_alloc(heap, size, APEX_MIN_ALIGN) : apex_malloc(size);
@@ -439,8 +451,7 @@ apex_export void *apex_realloc(void *p, size_t size) {
   } else {
     block_t *b = block_checked(sb, p, "realloc");
     usable = b->chunk_size;
-    /* Stay in place while the new size still uses at least half of the chunk. */
-    if (size <= usable && (size >= usable / 2 || usable <= 64)) return p;
+    if (realloc_stays(usable, 0, size)) return p;
     /* A large object stays large: grow into free slices behind it, or give back its tail, when
      * the caller owns its heap (and, for growth, the heap has no limit: the move path checks). */
     heap_t *owner = atomic_load_explicit(&sb->heap, memory_order_relaxed);
@@ -451,7 +462,15 @@ apex_export void *apex_realloc(void *p, size_t size) {
       if (heap_resize_large(owner, sb, b, size)) return p;
     }
   }
-  return realloc_move(p, usable, size);
+  int saved = errno;
+  void *q = realloc_move(p, usable, size);
+  /* A shrink that could not move (out of memory, or the heap at its limit: the smaller copy would
+   * count on top of the object it replaces) keeps the object where it is, and errno as it was. */
+  if (q == NULL && size <= usable) {
+    errno = saved;
+    return p;
+  }
+  return q;
 }
 
 apex_export void *apex_reallocarray(void *p, size_t count, size_t size) {
@@ -519,7 +538,6 @@ apex_export void *apex_heap_calloc(apex_heap_t *heap, size_t count, size_t size,
 
 apex_export void *apex_heap_realloc(apex_heap_t *heap, void *p, size_t old_size, size_t new_size,
                                     size_t alignment) {
-  (void)old_size;                                      /* a hint only: the allocator knows */
   if (apex_unlikely(!heap_handle_ok(heap) || !alignment_ok(&alignment))) {
     errno = EINVAL;
     return NULL;
@@ -537,7 +555,9 @@ apex_export void *apex_heap_realloc(apex_heap_t *heap, void *p, size_t old_size,
   if (apex_unlikely(g_hardened)) return hardened_realloc(heap, p, new_size, alignment);
   size_t usable = apex_usable_size(p);                 /* validates p, aborts on a bad pointer */
   bool aligned = ((uintptr_t)p & (alignment - 1)) == 0;
-  if (aligned && new_size <= usable && (new_size >= usable / 2 || usable <= 64)) return p;
+  /* old_size is only a hint (the allocator knows the usable size, and copies all of it): trusted
+   * to tell a growth from a shrink, which only decides whether the object may stay. */
+  if (aligned && realloc_stays(usable, old_size, new_size)) return p;
   int saved = errno;
   void *q = apex_heap_alloc(heap, new_size, alignment);
   /* Lua requires that a shrink never fails: when moving to a smaller chunk is impossible (out of

@@ -25,6 +25,7 @@ void block_init(block_t *b, heap_t *heap, size_t cls, size_t chunk_size) {
   b->start = (uint8_t *)sb + ((size_t)b->index << SLICE_SHIFT);
   block_seal(b);
   b->next = b->prev = NULL;
+  count_add(&heap->block_counts.blocks[cls], 1);
   apex_assert(remote_chunks(atomic_load_explicit(&b->remote, memory_order_relaxed)) == NULL);
   atomic_store_explicit(&b->remote, (uintptr_t)BLOCK_QUEUED, memory_order_relaxed);
   apex_assert(b->capacity >= 1);
@@ -72,9 +73,21 @@ bool block_extend(block_t *b) {
  * `notified` stack, and the stack links it afterwards. Popping it retires it later (remote.c).
  * A relaxed load sees NOTIFIED: the CAS that set it also published a chunk, which this owner's
  * own collection took before the block could be empty. */
+/* A large block's object is gone (freed locally, or its remote free collected): out of the live
+ * figures once, however many times the block passes through here before it is retired. */
+static void large_count_gone(heap_t *heap, block_t *b) {
+  if (b->cls != CLASS_LARGE || b->used != 0 || (b->flags & BLOCK_LARGE_GONE)) return;
+  b->flags |= BLOCK_LARGE_GONE;
+  count_add(&heap->block_counts.large_live, -1);
+  count_add(&heap->block_counts.large_bytes, -(ptrdiff_t)b->chunk_size);
+}
+
 static bool block_retire(heap_t *heap, superblock_t *sb, block_t *b) {
   if (remote_state(atomic_load_explicit(&b->remote, memory_order_relaxed)) == BLOCK_NOTIFIED) return false;
   if (b->cls != CLASS_LARGE && !(b->flags & BLOCK_IN_FULL)) heap_queue_remove(heap, b);
+  if (b->cls != CLASS_LARGE && (b->flags & BLOCK_IN_FULL)) count_add(&heap->block_counts.full[b->cls], -1);
+  large_count_gone(heap, b);
+  count_add(&heap->block_counts.blocks[b->cls], -1);
   b->free = NULL;
   b->flags = 0;
   block_verify(b);
@@ -102,10 +115,12 @@ bool block_free_slow(heap_t *heap, superblock_t *sb, block_t *b) {
   if (b->flags & BLOCK_IN_FULL) {
     superblock_verify(sb);                     /* the local free found `heap` in sb unchecked */
     b->flags &= (uint8_t)~BLOCK_IN_FULL;
+    if (b->cls != CLASS_LARGE) count_add(&heap->block_counts.full[b->cls], -1);
     block_unarm_full(b);
     if (b->cls != CLASS_LARGE) heap_queue_push_back(heap, b);
   }
   if (b->used != 0) return false;
+  large_count_gone(heap, b);
   /* Keeping a spare costs at most one 64 KiB slice per class; multi-slice blocks (0.1 to 1 MiB)
    * are always retired, or a buffer growing through the classes would leave one in each. */
   bool keep_spare = b->slices == 1 && heap->current[b->cls] == b && b->next == NULL;

@@ -116,6 +116,14 @@ static void heap_discard(heap_t *heap) {
     heap->last[cls] = NULL;
   }
   atomic_store_explicit(&heap->notified, NULL, memory_order_relaxed);
+  /* Its blocks went without being retired one by one (their superblocks' dirty slices were
+   * counted out as they left). */
+  for (size_t cls = 0; cls < CLASS_COUNT; cls++) {
+    atomic_store_explicit(&heap->block_counts.blocks[cls], 0, memory_order_relaxed);
+    atomic_store_explicit(&heap->block_counts.full[cls], 0, memory_order_relaxed);
+  }
+  atomic_store_explicit(&heap->block_counts.large_live, 0, memory_order_relaxed);
+  atomic_store_explicit(&heap->block_counts.large_bytes, 0, memory_order_relaxed);
   /* What was live is gone: count it as returned so the totals stay true. */
   atomic_store_explicit(&heap->counters.free_bytes,
                         atomic_load_explicit(&heap->counters.alloc_bytes, memory_order_relaxed),

@@ -153,6 +153,7 @@ static void huge_link(heap_t *heap, huge_t *h) {
   heap->huge_bytes += h->huge_size;
   heap->huge_total_in += h->huge_size;
   heap->huge_count++;
+  heap->huge_mapped += h->map_size;
   pthread_mutex_unlock(&heap->huge_lock);
 }
 
@@ -171,6 +172,7 @@ static void huge_unlink(huge_t *h) {
   heap->huge_bytes -= h->huge_size;
   heap->huge_total_out += h->huge_size;
   heap->huge_count--;
+  heap->huge_mapped -= h->map_size;
   pthread_mutex_unlock(&heap->huge_lock);
 }
 
@@ -180,7 +182,7 @@ void huge_discard_all(heap_t *heap) {
   huge_t *h = heap->huge_list;
   heap->huge_list = NULL;
   heap->huge_total_out += heap->huge_bytes;
-  heap->huge_bytes = heap->huge_count = 0;
+  heap->huge_bytes = heap->huge_count = heap->huge_mapped = 0;
   pthread_mutex_unlock(&heap->huge_lock);
   while (h != NULL) {
     huge_verify(h, NULL);
@@ -315,6 +317,7 @@ void *huge_realloc(huge_t *h, void *p, size_t size) {
     heap->huge_total_out += result->huge_size;
     heap->huge_total_in += total - offset;
     heap->huge_bytes += total - offset - result->huge_size;
+    heap->huge_mapped += total - result->map_size;
     result->map_size = total;
     result->huge_size = total - offset;
     huge_seal(result);

@@ -69,6 +69,7 @@ typedef struct chunk_s { uintptr_t next_enc; uintptr_t free_tag; } chunk_t;
 enum {
   BLOCK_IN_FULL = 1,   /* no free chunks: removed from its heap's class queue */
   BLOCK_FRESH   = 2,   /* its slices were never used: uncarved chunks read as zero */
+  BLOCK_LARGE_GONE = 4,/* a large block whose object was freed, counted out of the statistics */
 };
 
 typedef struct apex_heap_s heap_t;   /* the public apex_heap_t is the heap itself */
@@ -198,6 +199,21 @@ apex_inline void counter_add(_Atomic size_t *c, size_t n) {
 #endif
 }
 
+/* What the statistics need of a heap's blocks, kept on the slow paths where blocks change state
+ * (init, parking as full, unparking, retiring; superblocks joining and leaving), so that a snapshot
+ * sums these per heap instead of walking every superblock (stats.c). Updated with atomic
+ * read-modify-writes: all writers are on slow paths, and some (purging) are not the owner. */
+typedef struct {
+  _Atomic size_t blocks[CLASS_COUNT];        /* blocks in use per class (bin 0: one per large object) */
+  _Atomic size_t full[CLASS_COUNT];          /* of those, parked full (BLOCK_IN_FULL): every chunk live */
+  _Atomic size_t large_live, large_bytes;    /* live large objects and their usable bytes */
+  _Atomic size_t dirty_slices;               /* slices of its superblocks ever touched, not purged */
+} heap_block_counts_t;
+
+apex_inline void count_add(_Atomic size_t *c, ptrdiff_t n) {
+  atomic_fetch_add_explicit(c, (size_t)n, memory_order_relaxed);
+}
+
 struct apex_heap_s {
   /* The owner's identity shares the first line with the queue heads, which change only on slow
    * paths, so other threads can read it without bouncing the owner's hot data. */
@@ -247,6 +263,8 @@ struct apex_heap_s {
   size_t quarantine_count, quarantine_bytes;
   _Atomic uint64_t destroyed;            /* times destroyed (kept when the struct is reused) */
   _Atomic size_t quarantine_pins;        /* threads releasing a quarantined chunk of this heap */
+  size_t huge_mapped;                    /* bytes mapped for its live huge objects (huge_lock) */
+  heap_block_counts_t block_counts;      /* for the statistics (see above); last: no hot offset moves */
 };
 
 /* ---- Global state ---------------------------------------------------------------------------- */
@@ -653,7 +671,14 @@ extern _Atomic size_t g_mapped_peak;
 extern _Atomic size_t g_superblocks_live;
 extern _Atomic size_t g_huge_live_bytes;
 extern _Atomic size_t g_heap_metadata;   /* bytes mapped for heap structs */
+extern _Atomic size_t g_dirty_slices;    /* slices of every mapped superblock ever touched, not purged */
 void stats_mapped(ptrdiff_t delta);
+/* A superblock's dirty bits become `now`: the global and its owner's (if any) counts follow. */
+void stats_dirty_changed(heap_t *owner, uint64_t before, uint64_t now);
+/* Debug builds: superblocks_walk calls so far (tests/test_stats_do_not_walk.c). */
+#if defined(APEX_DEBUG) && APEX_DEBUG
+extern _Atomic size_t apex_debug_superblock_walks;
+#endif
 
 /* murmur3's 64-bit finalizer: a bijection that mixes every input bit into every output bit. */
 apex_inline uint64_t fmix64(uint64_t x) {

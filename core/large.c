@@ -27,6 +27,8 @@ apex_noinline void *heap_malloc_large(heap_t *heap, size_t size, size_t alignmen
   atomic_store_explicit(&b->remote, (uintptr_t)BLOCK_FULL, memory_order_relaxed);
   chunk_t *c = (chunk_t *)b->start;
   if (tag_load(c) != 0) tag_store(c, 0);   /* a stale tag from an earlier chunk here; fresh runs stay untouched */
+  count_add(&heap->block_counts.large_live, 1);
+  count_add(&heap->block_counts.large_bytes, (ptrdiff_t)b->chunk_size);
   return chunk_hand_out(heap, b, c);
 }
 
@@ -44,6 +46,7 @@ bool heap_resize_large(heap_t *heap, superblock_t *sb, block_t *b, size_t size) 
     if ((sb->free_slices & extra) != extra) return false;
     heap_dirty_sub(heap, (size_t)__builtin_popcountll(extra & sb->dirty_slices & ~sb->lazy_slices));
     sb->free_slices &= ~extra;
+    stats_dirty_changed(heap, sb->dirty_slices, sb->dirty_slices | extra);
     sb->dirty_slices |= extra;
     sb->lazy_slices &= ~extra;
     sb->used_slices += (uint32_t)(want - have);
@@ -57,6 +60,7 @@ bool heap_resize_large(heap_t *heap, superblock_t *sb, block_t *b, size_t size) 
     heap->dirty_free += have - want;
   }
   counter_add(&heap->counters.free_bytes, b->chunk_size);
+  count_add(&heap->block_counts.large_bytes, (ptrdiff_t)(want << SLICE_SHIFT) - (ptrdiff_t)b->chunk_size);
   b->slices = (uint8_t)want;
   b->chunk_size = (uint32_t)(want << SLICE_SHIFT);
   block_set_limit(b, b->chunk_size);

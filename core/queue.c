@@ -75,6 +75,7 @@ static void *malloc_from_queue(heap_t *heap, size_t cls) {
     } else {
       heap_queue_remove(heap, b);
       b->flags |= BLOCK_IN_FULL;
+      count_add(&heap->block_counts.full[cls], 1);
     }
     b = next;
   }

@@ -126,6 +126,7 @@ static void superblock_unmap(superblock_t *sb) {
   registry_set(sb, REG_NONE);
   registry_quiesce();
   atomic_fetch_sub_explicit(&g_superblocks_live, 1, memory_order_relaxed);
+  stats_dirty_changed(NULL, sb->dirty_slices, 0);
   os_unmap(sb, SB_SIZE);
   pthread_mutex_unlock(&g_walk_lock);
 }
@@ -143,8 +144,13 @@ static size_t purge_slices(superblock_t *sb, uint64_t mask) {
     size_t first = (size_t)__builtin_ctzll(todo);
     size_t len = (size_t)__builtin_ctzll(~(todo >> first));
     uint64_t run = slice_run_mask(first, len);
-    if (os_purge((uint8_t *)sb + (first << SLICE_SHIFT), len << SLICE_SHIFT)) sb->dirty_slices &= ~run;
-    else sb->lazy_slices |= run;
+    if (os_purge((uint8_t *)sb + (first << SLICE_SHIFT), len << SLICE_SHIFT)) {
+      stats_dirty_changed(atomic_load_explicit(&sb->heap, memory_order_relaxed), sb->dirty_slices,
+                          sb->dirty_slices & ~run);
+      sb->dirty_slices &= ~run;
+    } else {
+      sb->lazy_slices |= run;
+    }
     todo &= ~run;
     purged += len;
   }
@@ -269,6 +275,7 @@ static superblock_t *superblock_map_new(size_t node) {
   sb->free_slices = ~(uint64_t)1;
   sb->dirty_slices = 1;
   for (size_t i = 0; i < SLICES_PER_SB; i++) slice_map_set(sb, i, 0);   /* descriptor 0: never in use */
+  stats_dirty_changed(NULL, 0, sb->dirty_slices);
   atomic_fetch_add_explicit(&g_superblocks_live, 1, memory_order_relaxed);
   registry_set(sb, g_reg_blocks);
   walk_list_add(sb);
@@ -283,6 +290,7 @@ static void heap_link_superblock(heap_t *heap, superblock_t *sb) {
   if (heap->superblocks_last) heap->superblocks_last->next = sb; else heap->superblocks = sb;
   heap->superblocks_last = sb;
   heap->superblock_count++;
+  count_add(&heap->block_counts.dirty_slices, __builtin_popcountll(sb->dirty_slices));   /* now heap's */
   atomic_store_explicit(&sb->heap, heap, memory_order_release);
   superblock_seal(sb);
 }
@@ -292,6 +300,7 @@ static void heap_unlink_superblock(heap_t *heap, superblock_t *sb) {
   if (sb->next) sb->next->prev = sb->prev; else heap->superblocks_last = sb->prev;
   sb->next = sb->prev = NULL;
   heap->superblock_count--;
+  count_add(&heap->block_counts.dirty_slices, -(ptrdiff_t)__builtin_popcountll(sb->dirty_slices));
 }
 
 /* A new superblock for `heap`: from the cache, else after helping abandoned heaps give theirs
@@ -424,6 +433,7 @@ static block_t *take_run(heap_t *heap, superblock_t *sb, size_t count, uint64_t 
   b->slices = (uint8_t)count;
   heap_dirty_sub(heap, (size_t)__builtin_popcountll(mask & sb->dirty_slices & ~sb->lazy_slices));
   b->flags = (sb->dirty_slices & mask) ? 0 : BLOCK_FRESH;
+  stats_dirty_changed(heap, sb->dirty_slices, sb->dirty_slices | mask);
   sb->dirty_slices |= mask;
   sb->lazy_slices &= ~mask;
   return b;

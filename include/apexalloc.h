@@ -62,8 +62,13 @@ void *apex_calloc(size_t count, size_t size);
  *   - p == NULL behaves as apex_malloc(size).
  *   - size == 0 frees p and returns a fresh minimal allocation (never NULL unless out of memory),
  *     so the result is always either NULL (failure, p untouched) or a pointer to free.
- *   - On failure returns NULL, sets errno = ENOMEM, and p stays valid and unchanged.
- *   - Resizing within the same size class (and most shrinks) happens in place; in hardened mode
+ *   - On failure returns NULL, sets errno = ENOMEM, and p stays valid and unchanged. A shrink
+ *     (size <= apex_usable_size(p)) never fails: if it cannot move, p is returned, errno unchanged.
+ *   - p stays in place while size fits its usable size and uses at least half of it (or the
+ *     usable size is 64 bytes or less): every growth within the object's slack, and shrinks down
+ *     to half. A bigger shrink moves to a smaller object to give memory back; a large object
+ *     (above 128 KiB) of the caller's thread grows or shrinks in place by whole 64 KiB slices when
+ *     it can. A move copies min(size, apex_usable_size(p)) bytes. In hardened mode
  *     (APEX_SECURE=2) realloc always moves, so a stale pointer never aliases the new object.
  *   - An object of a heap made with apex_heap_new / apex_heap_new_ex stays in that heap when it
  *     moves (so apex_heap_destroy and the heap's limit still cover it; growing past the limit
@@ -154,7 +159,8 @@ void *apex_heap_calloc(apex_heap_t *h, size_t count, size_t size, size_t alignme
 
 /* Resizes p (allocated from any heap) to new_size bytes aligned to `alignment`, allocating from h
  * if it must move. old_size is what the caller believes p's size is (lua_Alloc's osize); it is
- * only a hint and may be 0. Follows apex_realloc otherwise: p == NULL allocates; on failure NULL,
+ * only a hint and may be 0: when old_size <= new_size <= apex_usable_size(p) (a growth within
+ * the slack, e.g. of an over-aligned object) p stays in place. Follows apex_realloc otherwise: p == NULL allocates; on failure NULL,
  * errno = ENOMEM and p unchanged. new_size == 0 frees p and returns NULL (lua_Alloc's contract).
  * A shrink never fails: when p cannot move (out of memory, at the limit) it is returned as it is,
  * and errno is left unchanged. */
