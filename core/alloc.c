@@ -10,8 +10,9 @@
  *     instructions with two untaken branches.
  *   free: a registry bit test (is this ours?), the block descriptor, a range test against the
  *     carved extent and a multiply (rejects interior and never-carved addresses), a free-tag test
- *     (rejects double frees), then either a push onto the block's local list or, after checking
- *     the superblock header, one CAS onto the owner's remote stack.
+ *     (rejects double frees), then either a push onto the block's local list or a remote free
+ *     (remote.c: into this thread's batch for that block, published with one CAS per batch after
+ *     checking the superblock header and the block descriptor).
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -250,13 +251,6 @@ static huge_t *huge_check_live(superblock_t *sb, const void *p, const char *what
 }
 
 /* ---- Free ------------------------------------------------------------------------------------ */
-/* A free into another thread's heap: the owner found in the superblock header is checked before
- * anything is pushed or notified. Out of line, so the local path keeps its tail call shape. */
-apex_noinline static void free_remote(heap_t *owner, superblock_t *sb, block_t *b, chunk_t *c) {
-  if (apex_unlikely(sb->check != superblock_check(sb))) superblock_corrupted(sb);   /* kind: the caller */
-  remote_free(owner, sb, b, c);
-}
-
 /* The checked free of level 1, shared by apex_free and the hardened mode's eviction. */
 apex_inline void free_checked(void *p) {
   superblock_t *sb = superblock_of(p);
@@ -269,7 +263,7 @@ apex_inline void free_checked(void *p) {
   if (apex_likely(atomic_load_explicit(&owner->thread_id, memory_order_relaxed) == current_thread_id()))
     heap_free_local(owner, sb, b, (chunk_t *)p);
   else
-    free_remote(owner, sb, b, (chunk_t *)p);
+    remote_free(owner, sb, b, (chunk_t *)p);         /* out of line (remote.c): batched, checked per batch */
 }
 
 apex_export void apex_free(void *p) {

@@ -166,6 +166,7 @@ void heap_thread_done(heap_t *heap) {
   }
   pthread_mutex_unlock(&g_heaps_lock);
   quarantine_flush(heap);
+  remote_flush_all(heap);              /* after the quarantine, whose evictions may add to it */
   /* From here on this thread's frees take the remote path, so the heap can change hands, and its
    * allocations (later key destructors) are served by heap_alloc_late. */
   tls_heap = &g_empty_heap;

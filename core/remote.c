@@ -48,33 +48,111 @@ static apex_noinline void notify_owner(heap_t *owner, block_t *b) {
   } while (!atomic_compare_exchange_weak(&owner->notified, &top, b));   /* seq_cst: see heap_abandon */
 }
 
-/* A free from a thread that does not own the chunk's superblock. When the owner thread has exited,
- * the chunk is freed on the spot if the heap can be claimed without waiting, so memory freed
- * after its thread died is reusable at once. */
-apex_noinline void remote_free(heap_t *owner, superblock_t *sb, block_t *b, chunk_t *c) {
-  block_verify(b);                      /* the push and the owner's collection trust it */
-  if (apex_unlikely(atomic_load_explicit(&owner->abandoned, memory_order_relaxed))) {
-    if (heap_try_claim_abandoned(owner)) {
-      heap_free_local(owner, sb, b, c);      /* the caller checked c is not free */
-      heaps_unlock();
-      purger_defer(false);
-      return;
-    }
-  }
-  apex_assert(((uintptr_t)c & REMOTE_STATE_MASK) == 0);   /* the state bits are free */
-  apex_debug_pause(APEX_PAUSE_BEFORE_REMOTE_PUBLISH);     /* `abandoned` read, not yet pushed */
-  tag_store(c, chunk_tag_free(c) ^ TAG_REMOTE);
+/* Publishes a chain of chunks of b (head -> ... -> tail, every one tagged remote, linked with b's
+ * key) to b's remote list: one CAS, whatever the chain's length. The superblock header (whose
+ * owner pointer is followed) and the block descriptor (which the CAS and the owner's collection
+ * trust) are verified here, once per chain. When the owner thread has exited and the heap can be
+ * claimed without waiting, the chain is collected on the spot (block_collect checks each chunk as
+ * the owner would), so memory freed after its thread died is reusable at once. */
+static apex_noinline void remote_publish(block_t *b, chunk_t *head, chunk_t *tail) {
+  superblock_t *sb = superblock_of_block(b);
+  if (apex_unlikely(sb->check != superblock_check(sb))) superblock_corrupted(sb);   /* kind: free_checked */
+  heap_t *owner = atomic_load_explicit(&sb->heap, memory_order_relaxed);
+  block_verify(b);
+  bool claimed = apex_unlikely(atomic_load_explicit(&owner->abandoned, memory_order_relaxed)) &&
+                 heap_try_claim_abandoned(owner);
+  if (!claimed) apex_debug_pause(APEX_PAUSE_BEFORE_REMOTE_PUBLISH);   /* `abandoned` read, not yet pushed */
   uintptr_t word = atomic_load_explicit(&b->remote, memory_order_relaxed), next;
   do {
-    c->next_enc = link_encode(b, c, remote_chunks(word));    /* encoded like local links: see block_collect */
-    next = (uintptr_t)c | (remote_state(word) == BLOCK_FULL ? BLOCK_NOTIFIED : remote_state(word));
+    tail->next_enc = link_encode(b, tail, remote_chunks(word));   /* encoded like local links: see block_collect */
+    next = (uintptr_t)head | (remote_state(word) == BLOCK_FULL ? BLOCK_NOTIFIED : remote_state(word));
   } while (!atomic_compare_exchange_weak(&b->remote, &word, next));
-  /* From here on b may be gone, unless this CAS made it NOTIFIED. */
+  /* From here on b may be gone, unless this CAS made it NOTIFIED or this thread holds the
+   * abandoned heap (then nobody else can retire b). */
+  if (claimed) {
+    bool retired;
+    if (remote_state(word) == BLOCK_FULL) {
+      notify_owner(owner, b);
+      heap_collect_notified(owner);
+    } else {
+      block_collect(owner, sb, b, &retired);
+    }
+    heaps_unlock();
+    purger_defer(false);
+    return;
+  }
   apex_debug_pause(APEX_PAUSE_AFTER_REMOTE_PUBLISH);
   if (apex_unlikely(remote_state(word) == BLOCK_FULL)) notify_owner(owner, b);
   /* After the push, so a collector that clears the flag and then scans cannot miss the chunk. */
   if (apex_unlikely(atomic_load(&owner->abandoned)))
     atomic_store_explicit(&owner->remote_pending, true, memory_order_release);
+}
+
+/* Publishes one batch and empties its slot. */
+static apex_noinline void batch_publish(heap_t *mine, remote_batch_t *batch) {
+  remote_publish(batch->block, batch->head, batch->tail);
+  mine->outgoing_mask &= ~((uint64_t)1 << (batch - mine->outgoing));
+  *batch = (remote_batch_t){ NULL, NULL, NULL, 0 };
+}
+
+/* Publishes every batch of this thread: on its allocation slow path, apex_collect, thread exit. */
+void remote_flush_all(heap_t *mine) {
+  while (mine->outgoing_mask != 0) batch_publish(mine, &mine->outgoing[__builtin_ctzll(mine->outgoing_mask)]);
+}
+
+/* The slot a block's frees gather in: the class spreads one owner's current blocks (often in one
+ * superblock) over the slots, the superblock's address different owners' blocks of one class. */
+apex_inline remote_batch_t *batch_slot(heap_t *mine, const block_t *b) {
+  uint64_t sb_mix = ((uint64_t)(uintptr_t)b >> SB_SHIFT) * 0x9E3779B97F4A7C15ULL;
+  return &mine->outgoing[(b->cls + (sb_mix >> 58)) & (REMOTE_BATCH_SLOTS - 1)];
+}
+
+/* A free that does not join an open batch: it opens one for b (publishing what held the slot) or,
+ * where holding frees back is not allowed, is published at once. */
+static apex_noinline void remote_free_slow(heap_t *owner, heap_t *mine, remote_batch_t *batch, block_t *b, chunk_t *c) {
+  if (mine == &g_empty_heap) {
+    /* A thread without a heap (it never allocated, or is past its exit): this free is published
+     * at once, and the thread gets a heap to hold its next ones (heap_for_thread registers its
+     * exit, which flushes them; it refuses past that exit and during start-up). */
+    remote_publish(b, c, c);
+    (void)heap_for_thread();
+    return;
+  }
+  if (b->chunk_size > REMOTE_BATCH_CHUNK_MAX || !atomic_load_explicit(&owner->is_default, memory_order_relaxed)) {
+    remote_publish(b, c, c);
+    return;
+  }
+  if (batch->block != NULL) batch_publish(mine, batch);
+  c->next_enc = link_encode(b, c, NULL);
+  *batch = (remote_batch_t){ b, c, c, 1 };
+  mine->outgoing_mask |= (uint64_t)1 << (batch - mine->outgoing);
+}
+
+/* A free from a thread that does not own the chunk's superblock (free_checked has checked that c
+ * is a live chunk start of b). The chunk is tagged remote at once, so a second free of it aborts
+ * as a double free wherever it waits. Then it joins this thread's batch for b, published when a
+ * free for another block needs the batch's slot, when it holds REMOTE_BATCH_MAX chunks, or at the
+ * latest on this thread's next allocation slow path, apex_collect or exit (remote_flush_all). A
+ * chunk in a batch still counts as used, so b cannot be retired meanwhile. (Batching the messages
+ * to one owner is snmalloc's remote cache; holding frees back until a convenient moment, mimalloc's
+ * delayed free.) Only a default heap's chunks are held: no thread can destroy such a heap (nor
+ * one that was ever a default heap: abandoned, it is no valid handle), while an explicit heap may
+ * be destroyed, or refuse allocations over its limit, while its chunks wait. Large chunks are
+ * published at once, and so is a thread's first remote free before it has a heap.
+ * The fast case (b's batch is open) touches one slot: g_empty_heap's slots are never open. */
+apex_noinline void remote_free(heap_t *owner, superblock_t *sb, block_t *b, chunk_t *c) {
+  (void)sb;
+  apex_assert(((uintptr_t)c & REMOTE_STATE_MASK) == 0);   /* the state bits are free */
+  tag_store(c, chunk_tag_free(c) ^ TAG_REMOTE);
+  heap_t *mine = tls_heap;
+  remote_batch_t *batch = batch_slot(mine, b);
+  if (apex_unlikely(batch->block != b)) {
+    remote_free_slow(owner, mine, batch, b, c);
+    return;
+  }
+  c->next_enc = link_encode(b, c, batch->head);
+  batch->head = c;
+  if (apex_unlikely(++batch->count == REMOTE_BATCH_MAX)) batch_publish(mine, batch);
 }
 
 /* Moves every chunk of b's remote list to its local free list. Each chunk's tag is tested before
