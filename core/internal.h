@@ -118,6 +118,11 @@ typedef struct { block_t *block; chunk_t *head, *tail; uint32_t count; } remote_
 #define REMOTE_BATCH_SLOTS     64     /* blocks a thread may hold batches for at once (a mask bit each) */
 #define REMOTE_BATCH_MAX       32     /* chunks per batch before it is published */
 #define REMOTE_BATCH_CHUNK_MAX 1024   /* larger chunks are published at once */
+typedef struct remote_batches_s {
+  uint64_t open;                             /* bit i set: slot[i] holds a batch */
+  remote_batch_t slot[REMOTE_BATCH_SLOTS];
+} remote_batches_t;
+extern remote_batches_t g_no_batches;        /* all empty, never written: a heap's table until mapped */
 
 /* Every registered mapping (a superblock, or a huge object's header page) starts with the same
  * three fields: they are all a caller of superblock_of() reads before it knows which kind of
@@ -241,9 +246,8 @@ struct apex_heap_s {
   size_t quarantine_count, quarantine_bytes;
   _Atomic uint64_t destroyed;            /* times destroyed (kept when the struct is reused) */
   _Atomic size_t quarantine_pins;        /* threads releasing a quarantined chunk of this heap */
-  /* This thread's remote frees not yet published (a default heap only, its own thread only). */
-  uint64_t outgoing_mask;                /* bit i set: outgoing[i] holds a batch */
-  remote_batch_t outgoing[REMOTE_BATCH_SLOTS];
+  remote_batches_t *outgoing;            /* this thread's unpublished remote frees (its default heap
+                                          * only; remote.c): g_no_batches until it first holds one */
 };
 
 /* ---- Global state ---------------------------------------------------------------------------- */

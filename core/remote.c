@@ -88,23 +88,28 @@ static apex_noinline void remote_publish(block_t *b, chunk_t *head, chunk_t *tai
     atomic_store_explicit(&owner->remote_pending, true, memory_order_release);
 }
 
+/* Never written: every heap points here until it holds its first batch (then it maps a table of
+ * its own), so the fast case below needs no test for a missing table. */
+remote_batches_t g_no_batches;
+
 /* Publishes one batch and empties its slot. */
-static apex_noinline void batch_publish(heap_t *mine, remote_batch_t *batch) {
+static apex_noinline void batch_publish(remote_batches_t *out, remote_batch_t *batch) {
   remote_publish(batch->block, batch->head, batch->tail);
-  mine->outgoing_mask &= ~((uint64_t)1 << (batch - mine->outgoing));
+  out->open &= ~((uint64_t)1 << (batch - out->slot));
   *batch = (remote_batch_t){ NULL, NULL, NULL, 0 };
 }
 
 /* Publishes every batch of this thread: on its allocation slow path, apex_collect, thread exit. */
 void remote_flush_all(heap_t *mine) {
-  while (mine->outgoing_mask != 0) batch_publish(mine, &mine->outgoing[__builtin_ctzll(mine->outgoing_mask)]);
+  remote_batches_t *out = mine->outgoing;
+  while (out->open != 0) batch_publish(out, &out->slot[__builtin_ctzll(out->open)]);
 }
 
 /* The slot a block's frees gather in: the class spreads one owner's current blocks (often in one
  * superblock) over the slots, the superblock's address different owners' blocks of one class. */
-apex_inline remote_batch_t *batch_slot(heap_t *mine, const block_t *b) {
+apex_inline remote_batch_t *batch_slot(remote_batches_t *out, const block_t *b) {
   uint64_t sb_mix = ((uint64_t)(uintptr_t)b >> SB_SHIFT) * 0x9E3779B97F4A7C15ULL;
-  return &mine->outgoing[(b->cls + (sb_mix >> 58)) & (REMOTE_BATCH_SLOTS - 1)];
+  return &out->slot[(b->cls + (sb_mix >> 58)) & (REMOTE_BATCH_SLOTS - 1)];
 }
 
 /* A free that does not join an open batch: it opens one for b (publishing what held the slot) or,
@@ -122,10 +127,19 @@ static apex_noinline void remote_free_slow(heap_t *owner, heap_t *mine, remote_b
     remote_publish(b, c, c);
     return;
   }
-  if (batch->block != NULL) batch_publish(mine, batch);
+  remote_batches_t *out = mine->outgoing;
+  if (out == &g_no_batches) {
+    /* Kept for the heap's life (heap structs are never unmapped; an adopter reuses it). */
+    out = os_map(sizeof *out);
+    if (out == NULL) { remote_publish(b, c, c); return; }
+    atomic_fetch_add_explicit(&g_heap_metadata, sizeof *out, memory_order_relaxed);
+    mine->outgoing = out;
+    batch = batch_slot(out, b);
+  }
+  if (batch->block != NULL) batch_publish(out, batch);
   c->next_enc = link_encode(b, c, NULL);
   *batch = (remote_batch_t){ b, c, c, 1 };
-  mine->outgoing_mask |= (uint64_t)1 << (batch - mine->outgoing);
+  out->open |= (uint64_t)1 << (batch - out->slot);
 }
 
 /* A free from a thread that does not own the chunk's superblock (free_checked has checked that c
@@ -139,20 +153,21 @@ static apex_noinline void remote_free_slow(heap_t *owner, heap_t *mine, remote_b
  * one that was ever a default heap: abandoned, it is no valid handle), while an explicit heap may
  * be destroyed, or refuse allocations over its limit, while its chunks wait. Large chunks are
  * published at once, and so is a thread's first remote free before it has a heap.
- * The fast case (b's batch is open) touches one slot: g_empty_heap's slots are never open. */
+ * The fast case (b's batch is open) touches one slot; g_no_batches's slots are never open. */
 apex_noinline void remote_free(heap_t *owner, superblock_t *sb, block_t *b, chunk_t *c) {
   (void)sb;
   apex_assert(((uintptr_t)c & REMOTE_STATE_MASK) == 0);   /* the state bits are free */
   tag_store(c, chunk_tag_free(c) ^ TAG_REMOTE);
   heap_t *mine = tls_heap;
-  remote_batch_t *batch = batch_slot(mine, b);
+  remote_batches_t *out = mine->outgoing;
+  remote_batch_t *batch = batch_slot(out, b);
   if (apex_unlikely(batch->block != b)) {
     remote_free_slow(owner, mine, batch, b, c);
     return;
   }
   c->next_enc = link_encode(b, c, batch->head);
   batch->head = c;
-  if (apex_unlikely(++batch->count == REMOTE_BATCH_MAX)) batch_publish(mine, batch);
+  if (apex_unlikely(++batch->count == REMOTE_BATCH_MAX)) batch_publish(out, batch);
 }
 
 /* Moves every chunk of b's remote list to its local free list. Each chunk's tag is tested before
