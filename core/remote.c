@@ -181,7 +181,7 @@ size_t block_collect(heap_t *heap, superblock_t *sb, block_t *b, bool *retired) 
   block_verify(b);
   /* Takes the list and keeps the notify state: a NOTIFIED block stays pinned until popped. */
   chunk_t *c = remote_chunks(atomic_fetch_and_explicit(&b->remote, REMOTE_STATE_MASK, memory_order_acquire));
-  chunk_t *local = b->free;
+  chunk_t *first = c, *last = NULL;
   size_t n = 0;
   link_bounds_t bounds = link_bounds(b);
   while (c != NULL) {
@@ -194,12 +194,16 @@ size_t block_collect(heap_t *heap, superblock_t *sb, block_t *b, bool *retired) 
     if (apex_unlikely(tag_load(c) != (chunk_tag_free(c) ^ TAG_REMOTE)))
       apex_fatal(tag_load(c) == chunk_tag_free(c) ? "double free" : "write after free", c, b->cls);
     tag_store(c, chunk_tag_free(c));
-    c->next_enc = link_encode(b, c, local);
-    local = c;
+    last = c;
     c = next;
     n++;
   }
-  b->free = local;
+  /* Remote links are encoded as local ones (link_encode with b's key): the checked chain becomes
+   * the front of the local list as it is, with only its last link re-encoded. */
+  if (last != NULL) {
+    last->next_enc = link_encode(b, last, b->free);
+    b->free = first;
+  }
   b->used -= (uint32_t)n;
   counter_add(&heap->counters.free_bytes, n * b->chunk_size);
   counter_add(&heap->counters.remote_free_count, n);
