@@ -1,19 +1,22 @@
 /*
  * remote.c — frees that cross threads. A chunk freed by a thread that does not own its superblock
- * is pushed onto its block's lock-free `remote` list (one CAS on a line the owner rarely touches).
- * The owner collects a block's list when it needs that block — when the block's local free list
+ * is tagged remote at once and gathered in the freeing thread's batch for its block; the batch is
+ * pushed onto the block's lock-free `remote` list as one chain (one CAS on a line the owner rarely
+ * touches), with the header and descriptor checks paid once per batch. The owner collects a block's list when it needs that block — when the block's local free list
  * runs dry in the allocation slow path — so the chunks it reuses are the ones it just touched. A
  * block that left its class queue because it was full tells its owner about its first remote free
  * through the heap's `notified` stack, so it can come back into the queue.
  * (This is mimalloc's thread-free list with its delayed-free flag.)
  *
- * Owns: the remote lists, the full-block notification protocol, collection.
+ * Owns: the remote lists, each thread's batches of unpublished remote frees, the full-block
+ *       notification protocol, collection.
  * Must never: touch another heap's local free lists or queues; lock (except claiming an abandoned
  * heap with a trylock, which never waits); touch a block after publishing a chunk in it, unless
- * that same CAS moved the block to NOTIFIED.
+ * that same CAS moved the block to NOTIFIED; hold back a chunk of a heap that can be destroyed.
  *
  * The protocol. The list head and the notify state (QUEUED / FULL / NOTIFIED) share one word,
- * `b->remote`, so the freer's single CAS both publishes the chunk and decides whether to notify:
+ * `b->remote`, so the freer's single CAS both publishes the chunk (or a chain head..tail of a batch,
+ * exactly the same way) and decides whether to notify:
  *   freer:  CAS remote: (head | s) -> (c | s'), where s' = NOTIFIED if s == FULL, else s.
  *           Only if s was FULL: push b on owner->notified. Otherwise b is never touched again.
  *   owner:  collects by clearing the head bits only (the state bits stay);
