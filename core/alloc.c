@@ -11,8 +11,9 @@
  *   free: one registry byte (ours, and a block superblock of this mode?), the block descriptor by
  *     one offset load, a range test against the carved extent and a multiply (rejects interior and
  *     never-carved addresses), a free-tag test (rejects double frees), then either a push onto the
- *     block's local list (49 instructions in all) or, after checking the superblock header, one
- *     CAS onto the owner's remote stack.
+ *     block's local list (49 instructions in all) or a remote free (remote.c: into this thread's
+ *     batch for that block, published with one CAS per batch after checking the superblock header
+ *     and the block descriptor).
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -272,13 +273,6 @@ static huge_t *huge_check_live(superblock_t *sb, const void *p, const char *what
 }
 
 /* ---- Free ------------------------------------------------------------------------------------ */
-/* A free into another thread's heap: the owner found in the superblock header is checked before
- * anything is pushed or notified. Out of line, so the local path keeps its tail call shape. */
-apex_noinline static void free_remote(heap_t *owner, superblock_t *sb, block_t *b, chunk_t *c) {
-  if (apex_unlikely(sb->check != superblock_check(sb))) superblock_corrupted(sb);   /* kind: the caller */
-  remote_free(owner, sb, b, c);
-}
-
 static void free_not_blocks(void *p, bool from_apex_free);
 
 /* free_checked found no chunk of a block in use at p. One pointer that is not an error gets here:
@@ -344,7 +338,7 @@ apex_inline void free_checked(void *p, unsigned blocks_kind, bool from_apex_free
   if (apex_likely(atomic_load_explicit(&owner->thread_id, memory_order_relaxed) == current_thread_id()))
     heap_free_local(owner, sb, b, (chunk_t *)p);
   else
-    free_remote(owner, sb, b, (chunk_t *)p);
+    remote_free(owner, sb, b, (chunk_t *)p);         /* out of line (remote.c): batched, checked per batch */
 }
 
 apex_export void apex_free(void *p) { free_checked(p, REG_BLOCKS, true, 0); }

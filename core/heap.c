@@ -18,7 +18,7 @@
 #include <string.h>
 
 block_t g_empty_block;                  /* free == NULL: the fast path always falls through */
-heap_t g_empty_heap = { .current = { [0 ... CLASS_COUNT - 1] = &g_empty_block } };
+heap_t g_empty_heap = { .current = { [0 ... CLASS_COUNT - 1] = &g_empty_block }, .outgoing = &g_no_batches };
 APEX_TLS heap_t *tls_heap = &g_empty_heap;
 APEX_TLS heap_t *tls_fast_heap = &g_empty_heap;
 
@@ -78,6 +78,7 @@ static void heap_init_fields(heap_t *heap) {
   pthread_mutex_init(&heap->shared_lock, NULL);
   pthread_mutex_init(&heap->huge_lock, NULL);
   heap->magic = HEAP_MAGIC ^ (uintptr_t)heap;
+  heap->outgoing = &g_no_batches;       /* a table is mapped on its first remote-free batch */
 }
 
 /* A zeroed heap struct: a destroyed one, or carved from a small mapping. Heap structs are never
@@ -168,6 +169,7 @@ void heap_thread_done(heap_t *heap) {
   }
   pthread_mutex_unlock(&g_heaps_lock);
   quarantine_flush(heap);
+  remote_flush_all(heap);              /* after the quarantine, whose evictions may add to it */
   /* From here on this thread's frees take the remote path, so the heap can change hands, and its
    * allocations (later key destructors) are served by heap_alloc_late. */
   tls_heap = tls_fast_heap = &g_empty_heap;

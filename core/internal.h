@@ -112,6 +112,19 @@ enum { BLOCK_QUEUED = 0, BLOCK_FULL = 1, BLOCK_NOTIFIED = 2 };
 apex_inline chunk_t *remote_chunks(uintptr_t word) { return (chunk_t *)(word & ~REMOTE_STATE_MASK); }
 apex_inline uintptr_t remote_state(uintptr_t word) { return word & REMOTE_STATE_MASK; }
 
+/* Remote frees a thread has made into one block of another thread's default heap and not yet
+ * published (remote.c): a chain head -> ... -> tail through the chunks' encoded links, each chunk
+ * already tagged remote. Published with the one CAS a single chunk would take. */
+typedef struct { block_t *block; chunk_t *head, *tail; uint32_t count; } remote_batch_t;
+#define REMOTE_BATCH_SLOTS     64     /* blocks a thread may hold batches for at once (a mask bit each) */
+#define REMOTE_BATCH_MAX       32     /* chunks per batch before it is published */
+#define REMOTE_BATCH_CHUNK_MAX 1024   /* larger chunks are published at once */
+typedef struct remote_batches_s {
+  uint64_t open;                             /* bit i set: slot[i] holds a batch */
+  remote_batch_t slot[REMOTE_BATCH_SLOTS];
+} remote_batches_t;
+extern remote_batches_t g_no_batches;        /* all empty, never written: a heap's table until mapped */
+
 /* Every registered mapping (a superblock, or a huge object's header page) starts with the same
  * three fields: they are all a caller of superblock_of() reads before it knows which kind of
  * header it holds. `check` is a keyed hash of the header fields that frees and reallocs trust
@@ -241,7 +254,8 @@ struct apex_heap_s {
                                           * (approximate; owner only); see opt.heap_dirty_max */
   /* The handle side (apex_heap_t is a heap_t). */
   uint64_t magic;                        /* HEAP_MAGIC ^ address while the handle is valid */
-  bool is_default;                       /* a thread's default heap: not destroyable/deletable */
+  _Atomic bool is_default;               /* a thread's default heap: not destroyable/deletable
+                                          * (other threads read it: remote_free batches for it) */
   _Atomic(heap_t *) explicit_root;       /* the apex_heap_new handle this heap (or its shared part)
                                           * serves while that handle is valid, else NULL: realloc
                                           * keeps such a heap's objects in it (any thread reads it) */
@@ -263,6 +277,8 @@ struct apex_heap_s {
   size_t quarantine_count, quarantine_bytes;
   _Atomic uint64_t destroyed;            /* times destroyed (kept when the struct is reused) */
   _Atomic size_t quarantine_pins;        /* threads releasing a quarantined chunk of this heap */
+  remote_batches_t *outgoing;            /* this thread's unpublished remote frees (its default heap
+                                          * only; remote.c): g_no_batches until it first holds one */
   size_t huge_mapped;                    /* bytes mapped for its live huge objects (huge_lock) */
   heap_block_counts_t block_counts;      /* for the statistics (see above); last: no hot offset moves */
 };
@@ -493,6 +509,7 @@ void   block_set_queued(block_t *b);                  /* popped from `notified`:
 void   block_unarm_full(block_t *b);                  /* FULL -> QUEUED; NOTIFIED stays */
 void   heap_collect_notified(heap_t *heap);
 void   heap_collect_all_remote(heap_t *heap);
+void   remote_flush_all(heap_t *mine);                /* publishes this thread's batches */
 
 /* Debug builds only: a test may stop a thread at a named point of a protocol, to force a window
  * that is otherwise one instruction wide (tests/test_remote_free_window.c). */

@@ -96,6 +96,7 @@ static void *malloc_from_queue(heap_t *heap, size_t cls) {
 apex_noinline void *heap_malloc_slow(heap_t *heap, size_t size, size_t cls) {
   (void)size;
   purger_defer(true);
+  if (apex_unlikely(heap->outgoing->open != 0)) remote_flush_all(heap);   /* this thread's remote frees */
   void *p = malloc_from_queue(heap, cls);
   purger_defer(false);
   return p;

@@ -1,19 +1,22 @@
 /*
  * remote.c — frees that cross threads. A chunk freed by a thread that does not own its superblock
- * is pushed onto its block's lock-free `remote` list (one CAS on a line the owner rarely touches).
- * The owner collects a block's list when it needs that block — when the block's local free list
+ * is tagged remote at once and gathered in the freeing thread's batch for its block; the batch is
+ * pushed onto the block's lock-free `remote` list as one chain (one CAS on a line the owner rarely
+ * touches), with the header and descriptor checks paid once per batch. The owner collects a block's list when it needs that block — when the block's local free list
  * runs dry in the allocation slow path — so the chunks it reuses are the ones it just touched. A
  * block that left its class queue because it was full tells its owner about its first remote free
  * through the heap's `notified` stack, so it can come back into the queue.
  * (This is mimalloc's thread-free list with its delayed-free flag.)
  *
- * Owns: the remote lists, the full-block notification protocol, collection.
+ * Owns: the remote lists, each thread's batches of unpublished remote frees, the full-block
+ *       notification protocol, collection.
  * Must never: touch another heap's local free lists or queues; lock (except claiming an abandoned
  * heap with a trylock, which never waits); touch a block after publishing a chunk in it, unless
- * that same CAS moved the block to NOTIFIED.
+ * that same CAS moved the block to NOTIFIED; hold back a chunk of a heap that can be destroyed.
  *
  * The protocol. The list head and the notify state (QUEUED / FULL / NOTIFIED) share one word,
- * `b->remote`, so the freer's single CAS both publishes the chunk and decides whether to notify:
+ * `b->remote`, so the freer's single CAS both publishes the chunk (or a chain head..tail of a batch,
+ * exactly the same way) and decides whether to notify:
  *   freer:  CAS remote: (head | s) -> (c | s'), where s' = NOTIFIED if s == FULL, else s.
  *           Only if s was FULL: push b on owner->notified. Otherwise b is never touched again.
  *   owner:  collects by clearing the head bits only (the state bits stay);
@@ -48,33 +51,126 @@ static apex_noinline void notify_owner(heap_t *owner, block_t *b) {
   } while (!atomic_compare_exchange_weak(&owner->notified, &top, b));   /* seq_cst: see heap_abandon */
 }
 
-/* A free from a thread that does not own the chunk's superblock. When the owner thread has exited,
- * the chunk is freed on the spot if the heap can be claimed without waiting, so memory freed
- * after its thread died is reusable at once. */
-apex_noinline void remote_free(heap_t *owner, superblock_t *sb, block_t *b, chunk_t *c) {
-  block_verify(b);                      /* the push and the owner's collection trust it */
-  if (apex_unlikely(atomic_load_explicit(&owner->abandoned, memory_order_relaxed))) {
-    if (heap_try_claim_abandoned(owner)) {
-      heap_free_local(owner, sb, b, c);      /* the caller checked c is not free */
-      heaps_unlock();
-      purger_defer(false);
-      return;
-    }
-  }
-  apex_assert(((uintptr_t)c & REMOTE_STATE_MASK) == 0);   /* the state bits are free */
-  apex_debug_pause(APEX_PAUSE_BEFORE_REMOTE_PUBLISH);     /* `abandoned` read, not yet pushed */
-  tag_store(c, chunk_tag_free(c) ^ TAG_REMOTE);
+/* Publishes a chain of chunks of b (head -> ... -> tail, every one tagged remote, linked with b's
+ * key) to b's remote list: one CAS, whatever the chain's length. The superblock header (whose
+ * owner pointer is followed) and the block descriptor (which the CAS and the owner's collection
+ * trust) are verified here, once per chain. When the owner thread has exited and the heap can be
+ * claimed without waiting, the chain is collected on the spot (block_collect checks each chunk as
+ * the owner would), so memory freed after its thread died is reusable at once. */
+static apex_noinline void remote_publish(block_t *b, chunk_t *head, chunk_t *tail) {
+  superblock_t *sb = superblock_of_block(b);
+  if (apex_unlikely(sb->check != superblock_check(sb))) superblock_corrupted(sb);   /* kind: free_checked */
+  heap_t *owner = atomic_load_explicit(&sb->heap, memory_order_relaxed);
+  block_verify(b);
+  bool claimed = apex_unlikely(atomic_load_explicit(&owner->abandoned, memory_order_relaxed)) &&
+                 heap_try_claim_abandoned(owner);
+  if (!claimed) apex_debug_pause(APEX_PAUSE_BEFORE_REMOTE_PUBLISH);   /* `abandoned` read, not yet pushed */
   uintptr_t word = atomic_load_explicit(&b->remote, memory_order_relaxed), next;
   do {
-    c->next_enc = link_encode(b, c, remote_chunks(word));    /* encoded like local links: see block_collect */
-    next = (uintptr_t)c | (remote_state(word) == BLOCK_FULL ? BLOCK_NOTIFIED : remote_state(word));
+    tail->next_enc = link_encode(b, tail, remote_chunks(word));   /* encoded like local links: see block_collect */
+    next = (uintptr_t)head | (remote_state(word) == BLOCK_FULL ? BLOCK_NOTIFIED : remote_state(word));
   } while (!atomic_compare_exchange_weak(&b->remote, &word, next));
-  /* From here on b may be gone, unless this CAS made it NOTIFIED. */
+  /* From here on b may be gone, unless this CAS made it NOTIFIED or this thread holds the
+   * abandoned heap (then nobody else can retire b). */
+  if (claimed) {
+    bool retired;
+    if (remote_state(word) == BLOCK_FULL) {
+      notify_owner(owner, b);
+      heap_collect_notified(owner);
+    } else {
+      block_collect(owner, sb, b, &retired);
+    }
+    heaps_unlock();
+    purger_defer(false);
+    return;
+  }
   apex_debug_pause(APEX_PAUSE_AFTER_REMOTE_PUBLISH);
   if (apex_unlikely(remote_state(word) == BLOCK_FULL)) notify_owner(owner, b);
   /* After the push, so a collector that clears the flag and then scans cannot miss the chunk. */
   if (apex_unlikely(atomic_load(&owner->abandoned)))
     atomic_store_explicit(&owner->remote_pending, true, memory_order_release);
+}
+
+/* Never written: every heap points here until it holds its first batch (then it maps a table of
+ * its own), so the fast case below needs no test for a missing table. */
+remote_batches_t g_no_batches;
+
+/* Publishes one batch and empties its slot. */
+static apex_noinline void batch_publish(remote_batches_t *out, remote_batch_t *batch) {
+  remote_publish(batch->block, batch->head, batch->tail);
+  out->open &= ~((uint64_t)1 << (batch - out->slot));
+  *batch = (remote_batch_t){ NULL, NULL, NULL, 0 };
+}
+
+/* Publishes every batch of this thread: on its allocation slow path, apex_collect, thread exit. */
+void remote_flush_all(heap_t *mine) {
+  remote_batches_t *out = mine->outgoing;
+  while (out->open != 0) batch_publish(out, &out->slot[__builtin_ctzll(out->open)]);
+}
+
+/* The slot a block's frees gather in: the class spreads one owner's current blocks (often in one
+ * superblock) over the slots, the superblock's address different owners' blocks of one class. */
+apex_inline remote_batch_t *batch_slot(remote_batches_t *out, const block_t *b) {
+  uint64_t sb_mix = ((uint64_t)(uintptr_t)b >> SB_SHIFT) * 0x9E3779B97F4A7C15ULL;
+  return &out->slot[(b->cls + (sb_mix >> 58)) & (REMOTE_BATCH_SLOTS - 1)];
+}
+
+/* A free that does not join an open batch: it opens one for b (publishing what held the slot) or,
+ * where holding frees back is not allowed, is published at once. */
+static apex_noinline void remote_free_slow(heap_t *owner, heap_t *mine, remote_batch_t *batch, block_t *b, chunk_t *c) {
+  if (mine == &g_empty_heap) {
+    /* A thread without a heap (it never allocated, or is past its exit): this free is published
+     * at once, and the thread gets a heap to hold its next ones (heap_for_thread registers its
+     * exit, which flushes them; it refuses past that exit and during start-up). */
+    remote_publish(b, c, c);
+    (void)heap_for_thread();
+    return;
+  }
+  if (b->chunk_size > REMOTE_BATCH_CHUNK_MAX || !atomic_load_explicit(&owner->is_default, memory_order_relaxed)) {
+    remote_publish(b, c, c);
+    return;
+  }
+  remote_batches_t *out = mine->outgoing;
+  if (out == &g_no_batches) {
+    /* Kept for the heap's life (heap structs are never unmapped; an adopter reuses it). */
+    out = os_map(sizeof *out);
+    if (out == NULL) { remote_publish(b, c, c); return; }
+    atomic_fetch_add_explicit(&g_heap_metadata, sizeof *out, memory_order_relaxed);
+    mine->outgoing = out;
+    batch = batch_slot(out, b);
+  }
+  if (batch->block != NULL) batch_publish(out, batch);
+  c->next_enc = link_encode(b, c, NULL);
+  *batch = (remote_batch_t){ b, c, c, 1 };
+  out->open |= (uint64_t)1 << (batch - out->slot);
+}
+
+/* A free from a thread that does not own the chunk's superblock (free_checked has checked that c
+ * is a live chunk start of b). The chunk is tagged remote at once, so a second free of it aborts
+ * as a double free wherever it waits. Then it joins this thread's batch for b, published when a
+ * free for another block needs the batch's slot, when it holds REMOTE_BATCH_MAX chunks, or at the
+ * latest on this thread's next allocation slow path, apex_collect or exit (remote_flush_all). A
+ * chunk in a batch still counts as used, so b cannot be retired meanwhile. (Batching the messages
+ * to one owner is snmalloc's remote cache; holding frees back until a convenient moment, mimalloc's
+ * delayed free.) Only a default heap's chunks are held: no thread can destroy such a heap (nor
+ * one that was ever a default heap: abandoned, it is no valid handle), while an explicit heap may
+ * be destroyed, or refuse allocations over its limit, while its chunks wait. Large chunks are
+ * published at once, and so is a thread's first remote free before it has a heap.
+ * The fast case (b's batch is open) touches one slot; g_no_batches's slots are never open. */
+apex_noinline void remote_free(heap_t *owner, superblock_t *sb, block_t *b, chunk_t *c) {
+  (void)sb;
+  apex_assert(((uintptr_t)c & REMOTE_STATE_MASK) == 0);   /* the state bits are free */
+  tag_store(c, chunk_tag_free(c) ^ TAG_REMOTE);
+  heap_t *mine = tls_heap;
+  remote_batches_t *out = mine->outgoing;
+  remote_batch_t *batch = batch_slot(out, b);
+  if (apex_unlikely(batch->block != b)) {
+    remote_free_slow(owner, mine, batch, b, c);
+    return;
+  }
+  c->next_enc = link_encode(b, c, batch->head);
+  batch->head = c;
+  if (apex_unlikely(++batch->count == REMOTE_BATCH_MAX)) batch_publish(out, batch);
 }
 
 /* Moves every chunk of b's remote list to its local free list. Each chunk's tag is tested before
@@ -88,7 +184,7 @@ size_t block_collect(heap_t *heap, superblock_t *sb, block_t *b, bool *retired) 
   block_verify(b);
   /* Takes the list and keeps the notify state: a NOTIFIED block stays pinned until popped. */
   chunk_t *c = remote_chunks(atomic_fetch_and_explicit(&b->remote, REMOTE_STATE_MASK, memory_order_acquire));
-  chunk_t *local = b->free;
+  chunk_t *first = c, *last = NULL;
   size_t n = 0;
   link_bounds_t bounds = link_bounds(b);
   while (c != NULL) {
@@ -101,12 +197,16 @@ size_t block_collect(heap_t *heap, superblock_t *sb, block_t *b, bool *retired) 
     if (apex_unlikely(tag_load(c) != (chunk_tag_free(c) ^ TAG_REMOTE)))
       apex_fatal(tag_load(c) == chunk_tag_free(c) ? "double free" : "write after free", c, b->cls);
     tag_store(c, chunk_tag_free(c));
-    c->next_enc = link_encode(b, c, local);
-    local = c;
+    last = c;
     c = next;
     n++;
   }
-  b->free = local;
+  /* Remote links are encoded as local ones (link_encode with b's key): the checked chain becomes
+   * the front of the local list as it is, with only its last link re-encoded. */
+  if (last != NULL) {
+    last->next_enc = link_encode(b, last, b->free);
+    b->free = first;
+  }
   b->used -= (uint32_t)n;
   counter_add(&heap->counters.free_bytes, n * b->chunk_size);
   counter_add(&heap->counters.remote_free_count, n);

@@ -196,6 +196,7 @@ apex_export void apex_collect(void) {
   heap_t *mine = tls_heap;
   if (mine != &g_empty_heap) heap_collect_now(mine);
   if (mine != &g_empty_heap) quarantine_flush(mine);
+  if (mine != &g_empty_heap) remote_flush_all(mine);   /* before the sweep of abandoned heaps */
   heap_collect_abandoned_all();
   superblock_cache_flush();
   huge_cache_flush();

@@ -18,6 +18,10 @@
  *                            pushes its chunk after the owner thread exited: the next collection
  *                            of abandoned heaps must find it. Before the fix no flag told it to
  *                            (review #11), and the chunk waited for an adopter or apex_collect.
+ *   batch_at_exit_abandoned  the same for a batch: a freer with a heap of its own holds the chunk
+ *                            in its batch (core/remote.c) and publishes it at its exit, held before
+ *                            the CAS while the owner thread exits. (The old code had no batches: it
+ *                            published at the free and never reached the pause point at exit.)
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -57,12 +61,12 @@ static double now_s(void) {
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Starts a thread freeing p and returns once it is held at the pause point. */
-static pthread_t start_paused_free(void *p) {
+/* Starts a thread running fn(p) and returns once it is held at the pause point. */
+static pthread_t start_paused(void *(*fn)(void *), void *p) {
   atomic_store(&g_paused, 0);
   atomic_store(&g_release, 0);
   pthread_t t;
-  CHECK(pthread_create(&t, NULL, freer, p) == 0, "pthread_create");
+  CHECK(pthread_create(&t, NULL, fn, p) == 0, "pthread_create");
   double deadline = now_s() + 30;
   while (!atomic_load(&g_paused)) {
     CHECK(now_s() < deadline, "the freer did not reach the pause point within 30 s");
@@ -70,6 +74,8 @@ static pthread_t start_paused_free(void *p) {
   }
   return t;
 }
+
+static pthread_t start_paused_free(void *p) { return start_paused(freer, p); }
 
 static void finish_paused_free(pthread_t t) {
   atomic_store(&g_release, 1);
@@ -172,11 +178,47 @@ static void abandoned_not_stranded(void) {
   apex_free(mine);
 }
 
+/* A freer with a heap: its free of p joins a batch, published (and paused) at its exit. */
+static void *batch_then_exit(void *p) {
+  void *own = apex_malloc(SMALL_SIZE);
+  CHECK(own != NULL, "apex_malloc");
+  apex_free(own);
+  apex_free(p);
+  CHECK(tls_pause_here == 0, "test setup: the free of %p was published at once, not batched", p);
+  tls_pause_here = 1;                   /* the pause comes in heap_thread_done's flush */
+  return NULL;
+}
+
+static void batch_at_exit_abandoned(void) {
+  size_t zero = 0;
+  CHECK(apex_ctl("opt.superblock_cache", NULL, NULL, &zero, sizeof zero) == 0, "opt.superblock_cache");
+  void *mine = apex_malloc(SMALL_SIZE);
+  CHECK(mine != NULL, "apex_malloc");
+  pthread_t owner;
+  CHECK(pthread_create(&owner, NULL, allocate_then_exit, NULL) == 0, "pthread_create");
+  while (atomic_load(&g_owned) == NULL) sched_yield();
+  size_t before = remote_frees_collected();
+  atomic_store(&g_pause_point, APEX_PAUSE_BEFORE_REMOTE_PUBLISH);
+  pthread_t t = start_paused(batch_then_exit, atomic_load(&g_owned));   /* at exit: `abandoned` false */
+  atomic_store(&g_owner_may_exit, 1);
+  CHECK(pthread_join(owner, NULL) == 0, "pthread_join");   /* heap_abandon has run */
+  finish_paused_free(t);                           /* the batch lands in an abandoned heap */
+  void *big = apex_malloc(LARGE_MAX);              /* 63 slices: a new superblock */
+  CHECK(big != NULL, "apex_malloc(LARGE_MAX)");
+  size_t after = remote_frees_collected();
+  CHECK(after == before + 1, "the batch published into the abandoned heap at the freer's exit was not "
+        "collected before a new superblock was mapped (remote frees collected: %zu before, %zu after)",
+        before, after);
+  apex_free(big);
+  apex_free(mine);
+}
+
 static const struct { const char *name; void (*run)(void); } g_cases[] = {
   { "large_beside_live_block", large_beside_live_block },
   { "large_alone", large_alone },
   { "small_alone", small_alone },
   { "abandoned_not_stranded", abandoned_not_stranded },
+  { "batch_at_exit_abandoned", batch_at_exit_abandoned },
 };
 
 /* One case per process (CTest runs each as its own test), so each starts from a fresh allocator

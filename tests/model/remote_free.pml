@@ -18,6 +18,11 @@
  *                 and no scan after `abandoned` is published
  *   NO_TOUCH_CHECK  drop the "a freer never touches a retired block" assertion (so that the old
  *                 protocol's double retire is what the search reports)
+ *   BATCH         one freeing thread gets every chunk handed out, holds them in its batch for the
+ *                 block (they still count as used) and publishes the whole batch, whenever it
+ *                 chooses and at the latest when it exits, with the same one CAS that publishes a
+ *                 single chunk (core/remote.c: remote_publish)
+ *   BATCH_NO_EXIT_FLUSH  the same, but the thread exits without publishing what it holds
  *
  * Properties (each assertion's text is what tests/model/check.sh looks for in spin's report):
  *   retired < 1      a block is retired at most once (checked before each retirement)
@@ -242,6 +247,38 @@ proctype Freer() {
   freers_done++
 }
 
+#ifdef BATCH
+/* One batch's publication (remote_publish): the CAS adds the whole chain to the list and moves
+ * FULL to NOTIFIED, exactly as for one chunk; then, as for one chunk, only a FULL it found lets
+ * the thread touch the block again, and an abandoned heap gets its flag. */
+inline publish_batch(held, seen) {
+  atomic { seen = state; remote = remote + held; if :: state == FULL -> state = NOTIFIED :: else -> skip fi };
+  held = 0;
+  if
+  :: seen == FULL -> TOUCH; atomic { assert(!on_stack); on_stack = true }   /* notify_owner */
+  :: else -> skip
+  fi;
+  if :: abandoned -> pending = true :: else -> skip fi
+}
+
+/* The thread that frees every chunk the owner hands out, batching them (remote_free). It
+ * publishes at any moment (its batch is full, a free for another block needs the slot, its
+ * allocation slow path, apex_collect) and what is left when it exits (heap_thread_done). */
+proctype BatchingFreer() {
+  bit got;
+  byte seen, held = 0, received = 0;
+  do
+  :: received < NFREERS -> give?got; received++; if :: got == 1 -> held++ :: else -> skip fi
+  :: held > 0 -> publish_batch(held, seen)
+  :: received == NFREERS -> break
+  od;
+#ifndef BATCH_NO_EXIT_FLUSH
+  if :: held > 0 -> publish_batch(held, seen) :: else -> skip fi;
+#endif
+  freers_done = NFREERS
+}
+#endif
+
 #ifdef ABANDON
 /* Whoever holds the heaps lock for an abandoned heap: the purge thread, collect_abandoned, and in
  * the end their next pass after the freers are done. */
@@ -261,9 +298,13 @@ proctype Collector() {
 init {
   atomic {
     run Owner();
+#ifdef BATCH
+    run BatchingFreer();
+#else
     run Freer();
 #if NFREERS > 1
     run Freer();
+#endif
 #endif
 #ifdef ABANDON
     run Collector();
