@@ -36,6 +36,9 @@ int g_secure_level = 1;
  * pattern, or zeros with APEX_ZERO_ON_FREE=1 (read-only after start-up, so fixed here once). */
 static uint64_t g_freed_word = 0x0101010101010101ULL * FREED_BYTE;
 
+#define TRAILER_DOMAIN 0x747261696C65726BULL                             /* "trailerk" */
+static uint64_t g_trailer_k, g_trailer_k_rotated;              /* see trailer_key */
+
 static char *put(char *out, const char *s) { while (*s) *out++ = *s++; return out; }
 
 static void warn(const char *text) {
@@ -49,6 +52,7 @@ static void warn(const char *text) {
 
 /* Called from global_init, before any allocation is served. */
 static void crc_init(void);
+static uint64_t trailer_key(const void *p);
 
 /* Called from global_init after options_init (which read APEX_SECURE, APEX_ZERO_ON_FREE and
  * APEX_QUARANTINE_BYTES), before any allocation is served. */
@@ -59,6 +63,10 @@ void security_init(void) {
   g_secure_level = g_opt.secure == 2 ? 2 : 1;
   g_hardened = g_secure_level >= 2;
   if (g_opt.zero_on_free) g_freed_word = 0;
+  g_trailer_k = (uint64_t)g_secret ^ (TRAILER_DOMAIN * 0x9E3779B97F4A7C15ULL);
+  g_trailer_k_rotated = (g_trailer_k << 35) | (g_trailer_k >> 29);
+  uint64_t probe = (uintptr_t)&probe;
+  apex_assert(trailer_key(&probe) == keyed_hash(&probe, 1, TRAILER_DOMAIN));
   if (g_hardened) atomic_store_explicit(&g_opt.huge_cache_bytes, 0, memory_order_relaxed);
 }
 
@@ -147,9 +155,12 @@ void block_verify(const block_t *b) {
 #define MIX1 0xff51afd7ed558ccdULL
 #define MIX2 0xc4ceb9fe1a85ec53ULL
 
+/* keyed_hash(&address, 1, TRAILER_DOMAIN) (superblock.c), unrolled for its one word, with the key
+ * derived once in security_init: the same value without a call and a loop (twice per pair). */
 static uint64_t trailer_key(const void *p) {
-  uint64_t a = (uintptr_t)p;
-  return keyed_hash(&a, 1, 0x747261696C65726BULL);                      /* "trailerk" */
+  uint64_t h = (g_trailer_k ^ (uintptr_t)p) * 0xFF51AFD7ED558CCDULL;
+  h ^= h >> 32;
+  return fmix64(h ^ g_trailer_k_rotated);
 }
 
 /* The inverses modulo 2^64 of the two odd multipliers (Newton's iteration x *= 2 - a * x, done
