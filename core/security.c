@@ -490,10 +490,10 @@ static void *alloc_need(heap_t *heap, size_t need, size_t alignment, size_t *usa
 void *hardened_alloc(heap_t *heap, size_t size, size_t alignment, bool zero) {
   size_t need, usable = 0;
   if (__builtin_add_overflow(size, TRAILER, &need)) { errno = ENOMEM; return NULL; }
-  int saved_errno = errno;
+  bool limited = heap != NULL && (heap->parent != NULL ? heap->parent : heap)->limit != 0;
+  int saved_errno = limited ? errno : 0;              /* errno is a call away: only when needed */
   void *p = alloc_need(heap, need, alignment, &usable);
-  if (p == NULL && heap != NULL && (heap->parent != NULL ? heap->parent : heap)->limit != 0 &&
-      tls_heap != &g_empty_heap && tls_heap->quarantine_count > 0) {
+  if (p == NULL && limited && tls_heap != &g_empty_heap && tls_heap->quarantine_count > 0) {
     /* A heap's limit counts the chunks still in quarantine: a program that frees and allocates
      * again under its limit must not fail for it. Let this thread's quarantine go and retry. */
     quarantine_flush(tls_heap);
