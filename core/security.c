@@ -356,7 +356,7 @@ void quarantine_after_fork_child(void) {
 }
 
 /* Evictions happen EVICT_BATCH at a time: the pin on the entries' heap (two atomic read-modify-
- * writes) is then taken once per batch in the common case where they all belong to one heap. */
+ * writes on a line other threads write too) is then taken once per heap and batch. */
 #define EVICT_BATCH 8
 
 apex_cold apex_noreturn static void freed_chunk_changed(const uint64_t *words, size_t usable) {
@@ -383,22 +383,23 @@ static void verify_and_free(void *p, size_t usable) {
   apex_free_unhardened(p);
 }
 
-/* Releases n entries taken out of a quarantine, each under a pin on its heap (quarantine_pin);
- * consecutive entries of the same heap share one pin. */
-static void release_batch(const quarantined_t *out, size_t n) {
-  heap_t *pinned = NULL;
-  uint64_t pinned_count = 0;
-  bool live = false;
+/* Releases n entries taken out of a quarantine, each under a pin on its heap (quarantine_pin).
+ * The entries of one heap leave under one pin: its counter is a cache line shared by every thread
+ * that frees that heap's chunks (in a producer/consumer program, all the consumers), so it is
+ * touched once per heap and batch, not once per chunk. Released entries are cleared in `out`. */
+static void release_batch(quarantined_t *out, size_t n) {
   for (size_t i = 0; i < n; i++) {
-    if (out[i].heap != pinned || out[i].destroyed != pinned_count) {
-      if (live) atomic_fetch_sub_explicit(&pinned->quarantine_pins, 1, memory_order_release);
-      pinned = out[i].heap;
-      pinned_count = out[i].destroyed;
-      live = quarantine_pin(out[i]);
+    if (out[i].p == NULL) continue;                       /* left with an earlier entry's heap */
+    heap_t *heap = out[i].heap;
+    uint64_t destroyed = out[i].destroyed;
+    bool live = quarantine_pin(out[i]);
+    for (size_t j = i; j < n; j++) {
+      if (out[j].p == NULL || out[j].heap != heap || out[j].destroyed != destroyed) continue;
+      if (live) verify_and_free(out[j].p, out[j].usable);   /* else its heap was destroyed: not ours */
+      out[j].p = NULL;
     }
-    if (live) verify_and_free(out[i].p, out[i].usable);   /* else its heap was destroyed: not ours */
+    if (live) atomic_fetch_sub_explicit(&heap->quarantine_pins, 1, memory_order_release);
   }
-  if (live) atomic_fetch_sub_explicit(&pinned->quarantine_pins, 1, memory_order_release);
 }
 
 /* Adds a freed chunk to the thread's quarantine; when it is over its slots or bytes, entries
