@@ -79,7 +79,9 @@ void security_init(void) {
  * instruction when the CPU has it (checked once at start-up), a table otherwise. */
 static uint32_t g_crc_table[256];
 static bool g_crc_hw;
+#if defined(__x86_64__)
 static bool g_avx2;                       /* for the pattern loops below */
+#endif
 static uint32_t g_crc_key;
 
 static uint32_t crc32c_table(uint32_t crc, const uint8_t *p, size_t n) {
