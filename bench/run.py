@@ -135,6 +135,9 @@ def default_allocators(build_dir: str, apex: str | None) -> dict[str, Allocator]
         # --allocators apex,apex-base,mimalloc --lib apex-base=/path/to/old/libapexalloc.so
         "apex-base": Allocator("apex-base", "ApexAlloc (baseline build)",
                                os.path.join(build_dir, "core", "libapexalloc-baseline.so")),
+        "apex-base-hardened": Allocator("apex-base-hardened", "ApexAlloc (baseline build, APEX_SECURE=2)",
+                                        os.path.join(build_dir, "core", "libapexalloc-baseline.so"),
+                                        env={"APEX_SECURE": "2"}),
     }
 
 

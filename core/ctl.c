@@ -22,7 +22,7 @@
 apex_options_t g_opt = {
   .superblock_cache = 8,
   .huge_cache_bytes = (size_t)32 * 1024 * 1024,
-  .quarantine_bytes = (size_t)4 * 1024 * 1024,
+  .quarantine_bytes = (size_t)256 * 1024,
   .decay_ms = 1000,
   .heap_dirty_max = (size_t)8 * 1024 * 1024,
   .purge_madv_free = 0,

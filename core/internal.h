@@ -612,7 +612,7 @@ apex_inline void apex_ensure_init(void) {
 typedef struct {
   _Atomic size_t superblock_cache;     /* empty superblocks kept mapped for reuse (default 8) */
   _Atomic size_t huge_cache_bytes;     /* bytes of freed huge mappings kept for reuse (32 MiB) */
-  _Atomic size_t quarantine_bytes;     /* hardened mode: bytes of freed chunks held back (4 MiB) */
+  _Atomic size_t quarantine_bytes;     /* hardened mode: bytes of freed chunks held back per thread (256 KiB) */
   _Atomic size_t decay_ms;             /* cached memory goes back to the OS after this long (1000) */
   _Atomic size_t heap_dirty_max;       /* free-but-resident bytes a heap keeps before purging (8 MiB) */
   size_t numa_nodes;                   /* APEX_NUMA_NODES: node count override (0: detect) */

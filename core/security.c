@@ -32,6 +32,13 @@ int g_secure_level = 1;
 #define FREED_BYTE   0xDE
 #define QUARANTINE_SLOTS 4096
 
+/* What free leaves in every word of a quarantined chunk but the second (its free tag): the
+ * pattern, or zeros with APEX_ZERO_ON_FREE=1 (read-only after start-up, so fixed here once). */
+static uint64_t g_freed_word = 0x0101010101010101ULL * FREED_BYTE;
+
+#define TRAILER_DOMAIN 0x747261696C65726BULL                             /* "trailerk" */
+static uint64_t g_trailer_k, g_trailer_k_rotated;              /* see trailer_key */
+
 static char *put(char *out, const char *s) { while (*s) *out++ = *s++; return out; }
 
 static void warn(const char *text) {
@@ -45,6 +52,7 @@ static void warn(const char *text) {
 
 /* Called from global_init, before any allocation is served. */
 static void crc_init(void);
+static uint64_t trailer_key(const void *p);
 
 /* Called from global_init after options_init (which read APEX_SECURE, APEX_ZERO_ON_FREE and
  * APEX_QUARANTINE_BYTES), before any allocation is served. */
@@ -54,6 +62,11 @@ void security_init(void) {
     warn("APEX_SECURE=0 needs the build without checks (APEX_CHECKS=0); keeping level 1");
   g_secure_level = g_opt.secure == 2 ? 2 : 1;
   g_hardened = g_secure_level >= 2;
+  if (g_opt.zero_on_free) g_freed_word = 0;
+  g_trailer_k = (uint64_t)g_secret ^ (TRAILER_DOMAIN * 0x9E3779B97F4A7C15ULL);
+  g_trailer_k_rotated = (g_trailer_k << 35) | (g_trailer_k >> 29);
+  uint64_t probe = (uintptr_t)&probe;
+  apex_assert(trailer_key(&probe) == keyed_hash(&probe, 1, TRAILER_DOMAIN));
   if (g_hardened) atomic_store_explicit(&g_opt.huge_cache_bytes, 0, memory_order_relaxed);
 }
 
@@ -66,6 +79,9 @@ void security_init(void) {
  * instruction when the CPU has it (checked once at start-up), a table otherwise. */
 static uint32_t g_crc_table[256];
 static bool g_crc_hw;
+#if defined(__x86_64__)
+static bool g_avx2;                       /* for the pattern loops below */
+#endif
 static uint32_t g_crc_key;
 
 static uint32_t crc32c_table(uint32_t crc, const uint8_t *p, size_t n) {
@@ -98,6 +114,9 @@ static void crc_init(void) {
   g_crc_hw = __builtin_cpu_supports("sse4.2");
 #endif
   g_crc_key = (uint32_t)g_secret ^ (uint32_t)(g_secret >> 32);
+#if defined(__x86_64__)
+  g_avx2 = __builtin_cpu_supports("avx2");
+#endif
 }
 
 /* The fixed fields, two byte ranges around the atomic `limit`. Of the limit only whether the block
@@ -138,16 +157,19 @@ void block_verify(const block_t *b) {
 #define MIX1 0xff51afd7ed558ccdULL
 #define MIX2 0xc4ceb9fe1a85ec53ULL
 
+/* keyed_hash(&address, 1, TRAILER_DOMAIN) (superblock.c), unrolled for its one word, with the key
+ * derived once in security_init: the same value without a call and a loop (twice per pair). */
 static uint64_t trailer_key(const void *p) {
-  uint64_t a = (uintptr_t)p;
-  return keyed_hash(&a, 1, 0x747261696C65726BULL);                      /* "trailerk" */
+  uint64_t h = (g_trailer_k ^ (uintptr_t)p) * 0xFF51AFD7ED558CCDULL;
+  h ^= h >> 32;
+  return fmix64(h ^ g_trailer_k_rotated);
 }
 
-static uint64_t inverse_odd(uint64_t a) {          /* Newton's iteration: a * x == 1 mod 2^64 */
-  uint64_t x = a;                                   /* right in 3 bits for odd a; each step doubles */
-  for (int i = 0; i < 5; i++) x *= 2 - a * x;
-  return x;
-}
+/* The inverses modulo 2^64 of the two odd multipliers (Newton's iteration x *= 2 - a * x, done
+ * once offline, checked below), so decoding costs two multiplies, not the twelve of computing them. */
+#define MIX1_INVERSE 0x4f74430c22a54005ULL
+#define MIX2_INVERSE 0x9cb4b2f8129337dbULL
+_Static_assert(MIX1 * MIX1_INVERSE == 1 && MIX2 * MIX2_INVERSE == 1, "trailer_unmix must invert trailer_mix");
 
 static uint64_t trailer_mix(uint64_t x) {
   x ^= x >> 33; x *= MIX1; x ^= x >> 33; x *= MIX2; x ^= x >> 33;
@@ -155,29 +177,134 @@ static uint64_t trailer_mix(uint64_t x) {
 }
 
 static uint64_t trailer_unmix(uint64_t x) {        /* x ^= x >> 33 is its own inverse */
-  x ^= x >> 33; x *= inverse_odd(MIX2); x ^= x >> 33; x *= inverse_odd(MIX1); x ^= x >> 33;
+  x ^= x >> 33; x *= MIX2_INVERSE; x ^= x >> 33; x *= MIX1_INVERSE; x ^= x >> 33;
   return x;
 }
 
 static uint64_t *trailer_of(void *p, size_t usable) { return (uint64_t *)((uint8_t *)p + usable - TRAILER); }
 
+/* ---- Filling and checking patterns -----------------------------------------------------------
+ * Every free fills its whole chunk and every eviction reads it all back; the canary is written at
+ * every allocation and read at every free. These loops were most of what hardened mode cost (a
+ * compare and a branch per 8 bytes, and one per canary byte), so they work 128 bytes per iteration
+ * in vector registers (the compiler's vector extension: two SSE2 registers per 32-byte vector on
+ * any x86-64, one AVX2 register when the CPU has it, checked once at start-up), OR the differences
+ * together instead of branching per word, and look for the first differing byte only once they
+ * know there is one. Chunks are 16-byte aligned and a multiple of 16 bytes long. */
+typedef uint64_t vec32_t __attribute__((vector_size(32), aligned(16)));
+typedef uint64_t vec16_t __attribute__((vector_size(16)));
+
+apex_inline uint64_t load64(const uint8_t *p) { uint64_t v; memcpy(&v, p, sizeof v); return v; }
+apex_inline void store64(uint8_t *p, uint64_t v) { memcpy(p, &v, sizeof v); }
+
+/* [p, p + n) := pattern; p 16-byte aligned, n a multiple of 8. */
+apex_inline void fill_aligned_body(uint8_t *p, size_t n, uint64_t pattern) {
+  vec32_t v = { pattern, pattern, pattern, pattern };
+  size_t i = 0;
+  for (; i + 128 <= n; i += 128) {
+    *(vec32_t *)(p + i) = v; *(vec32_t *)(p + i + 32) = v;
+    *(vec32_t *)(p + i + 64) = v; *(vec32_t *)(p + i + 96) = v;
+  }
+  for (; i + 32 <= n; i += 32) *(vec32_t *)(p + i) = v;
+  if (i + 16 <= n) { *(vec16_t *)(p + i) = (vec16_t){ pattern, pattern }; i += 16; }
+  if (i < n) store64(p + i, pattern);
+}
+
+/* Whether [p, p + n) holds only pattern; p 16-byte aligned, n a multiple of 8. */
+apex_inline bool equal_aligned_body(const uint8_t *p, size_t n, uint64_t pattern) {
+  vec32_t v = { pattern, pattern, pattern, pattern }, diff = { 0, 0, 0, 0 };
+  size_t i = 0;
+  for (; i + 128 <= n; i += 128)
+    diff |= (*(const vec32_t *)(p + i) ^ v) | (*(const vec32_t *)(p + i + 32) ^ v) |
+            (*(const vec32_t *)(p + i + 64) ^ v) | (*(const vec32_t *)(p + i + 96) ^ v);
+  for (; i + 32 <= n; i += 32) diff |= *(const vec32_t *)(p + i) ^ v;
+  uint64_t rest = 0;
+  for (; i < n; i += 8) rest |= load64(p + i) ^ pattern;
+  return (diff[0] | diff[1] | diff[2] | diff[3] | rest) == 0;
+}
+
+static void fill_aligned_generic(uint8_t *p, size_t n, uint64_t pattern) { fill_aligned_body(p, n, pattern); }
+static bool equal_aligned_generic(const uint8_t *p, size_t n, uint64_t pattern) { return equal_aligned_body(p, n, pattern); }
+
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) static void fill_aligned_avx2(uint8_t *p, size_t n, uint64_t pattern) {
+  fill_aligned_body(p, n, pattern);
+}
+__attribute__((target("avx2"))) static bool equal_aligned_avx2(const uint8_t *p, size_t n, uint64_t pattern) {
+  return equal_aligned_body(p, n, pattern);
+}
+#define PICK(generic, avx2) (g_avx2 ? avx2 : generic)
+#else
+#define PICK(generic, avx2) (generic)
+#endif
+
+static void fill_aligned(void *p, size_t n, uint64_t pattern) {
+  PICK(fill_aligned_generic, fill_aligned_avx2)((uint8_t *)p, n, pattern);
+}
+
+static bool equal_aligned(const void *p, size_t n, uint64_t pattern) {
+  return PICK(equal_aligned_generic, equal_aligned_avx2)((const uint8_t *)p, n, pattern);
+}
+
+/* The same for any address and length (the canary: from the end of the requested size to the
+ * trailer): unaligned 8- or 16-byte ends that may overlap, the aligned middle in vectors. */
+static void fill_bytes(uint8_t *p, size_t n, uint8_t byte) {
+  uint64_t pattern = 0x0101010101010101ULL * byte;
+  if (n < 8) { for (size_t i = 0; i < n; i++) p[i] = byte; return; }
+  if (n < 32) {
+    for (size_t i = 0; i + 8 <= n; i += 8) store64(p + i, pattern);
+    store64(p + n - 8, pattern);
+    return;
+  }
+  store64(p, pattern); store64(p + 8, pattern); store64(p + n - 16, pattern); store64(p + n - 8, pattern);
+  uint8_t *a = (uint8_t *)(((uintptr_t)p + 15) & ~(uintptr_t)15), *e = (uint8_t *)((uintptr_t)(p + n) & ~(uintptr_t)15);
+  fill_aligned(a, (size_t)(e - a), pattern);
+}
+
+static bool bytes_equal(const uint8_t *p, size_t n, uint8_t byte) {
+  uint64_t pattern = 0x0101010101010101ULL * byte;
+  if (n < 8) {
+    uint8_t diff = 0;
+    for (size_t i = 0; i < n; i++) diff |= p[i] ^ byte;
+    return diff == 0;
+  }
+  uint64_t diff = load64(p + n - 8) ^ pattern;
+  if (n < 32) {
+    for (size_t i = 0; i + 8 <= n; i += 8) diff |= load64(p + i) ^ pattern;
+    return diff == 0;
+  }
+  diff |= (load64(p) ^ pattern) | (load64(p + 8) ^ pattern) | (load64(p + n - 16) ^ pattern);
+  const uint8_t *a = (const uint8_t *)(((uintptr_t)p + 15) & ~(uintptr_t)15);
+  const uint8_t *e = (const uint8_t *)((uintptr_t)(p + n) & ~(uintptr_t)15);
+  return diff == 0 && equal_aligned(a, (size_t)(e - a), pattern);
+}
+
+static size_t class_of_pointer(const void *p);
+
 /* Lays out a fresh allocation: [0, size) user data, [size, usable - 8) canary, then the encoded
  * size. */
 static void arm(void *p, size_t size, size_t usable) {
-  memset((uint8_t *)p + size, CANARY_BYTE, usable - TRAILER - size);
+  fill_bytes((uint8_t *)p + size, usable - TRAILER - size, CANARY_BYTE);
   uint64_t value = trailer_mix(size ^ trailer_key(p));
   memcpy(trailer_of(p, usable), &value, sizeof value);
 }
 
+apex_cold apex_noreturn static void canary_overwritten(const uint8_t *slack, size_t n, const void *p) {
+  size_t i = 0;
+  while (i < n && slack[i] == CANARY_BYTE) i++;
+  apex_fatal("heap overflow (canary overwritten)", slack + i, class_of_pointer(p));
+}
+
 /* The requested size of a live hardened allocation, after checking its trailer and canary. */
-static size_t checked_size(void *p, size_t usable, size_t cls) {
+static size_t checked_size(void *p, size_t usable) {
   uint64_t value;
   memcpy(&value, trailer_of(p, usable), sizeof value);
   size_t size = (size_t)(trailer_unmix(value) ^ trailer_key(p));
-  if (apex_unlikely(size > usable - TRAILER)) apex_fatal("heap overflow (size trailer overwritten)", p, cls);
+  if (apex_unlikely(size > usable - TRAILER))
+    apex_fatal("heap overflow (size trailer overwritten)", p, class_of_pointer(p));
   const uint8_t *slack = (const uint8_t *)p + size;
-  for (size_t i = 0; i < usable - TRAILER - size; i++)
-    if (apex_unlikely(slack[i] != CANARY_BYTE)) apex_fatal("heap overflow (canary overwritten)", slack + i, cls);
+  if (apex_unlikely(!bytes_equal(slack, usable - TRAILER - size, CANARY_BYTE)))
+    canary_overwritten(slack, usable - TRAILER - size, p);
   return size;
 }
 
@@ -230,45 +357,80 @@ void quarantine_after_fork_child(void) {
     atomic_store_explicit(&heap->quarantine_pins, 0, memory_order_relaxed);
 }
 
-/* A chunk leaving the quarantine must still hold exactly what free left in it, 8 bytes at a time:
- * the pattern everywhere, and its free tag in the second word. */
-static void release_quarantined(quarantined_t q) {
-  if (!quarantine_pin(q)) return;        /* its heap was destroyed: the memory is not ours any more */
-  chunk_t *c = q.p;
-  uint64_t expect = g_opt.zero_on_free ? 0 : 0x0101010101010101ULL * FREED_BYTE;
-  const uint64_t *words = q.p;
-  for (size_t i = 0; i < q.usable / sizeof(uint64_t); i++) {
-    if (apex_likely(words[i] == (i == 1 ? chunk_tag_free(c) : expect))) continue;
-    if (i == 1) apex_fatal("write after free", &words[1], class_of_pointer(q.p));
+/* Evictions happen EVICT_BATCH at a time: the pin on the entries' heap (two atomic read-modify-
+ * writes on a line other threads write too) is then taken once per heap and batch. */
+#define EVICT_BATCH 8
+
+apex_cold apex_noreturn static void freed_chunk_changed(const uint64_t *words, size_t usable) {
+  for (size_t i = 0; i < usable / sizeof(uint64_t); i++) {
+    if (words[i] == (i == 1 ? chunk_tag_free((const chunk_t *)words) : g_freed_word)) continue;
+    if (i == 1) apex_fatal("write after free", &words[1], class_of_pointer(words));
     const uint8_t *bytes = (const uint8_t *)&words[i];
     size_t k = 0;
-    while (bytes[k] == (uint8_t)expect) k++;
-    apex_fatal("write after free", bytes + k, class_of_pointer(q.p));
+    while (bytes[k] == (uint8_t)g_freed_word) k++;
+    apex_fatal("write after free", bytes + k, class_of_pointer(words));
   }
-  tag_store(c, 0);                       /* from here the ordinary free path takes over */
-  apex_free_unhardened(q.p);
-  atomic_fetch_sub_explicit(&q.heap->quarantine_pins, 1, memory_order_release);
+  apex_fatal("write after free", words, class_of_pointer(words));   /* not reached */
+}
+
+/* A chunk leaving the quarantine must still hold exactly what free left in it: the pattern
+ * everywhere, and its free tag in the second word (all of it is compared; the first difference is
+ * looked for only once there is one). Then the ordinary free path takes it. */
+static void verify_and_free(void *p, size_t usable) {
+  const uint64_t *words = p;
+  if (apex_unlikely((words[1] != chunk_tag_free((const chunk_t *)p)) | (words[0] != g_freed_word)) ||
+      apex_unlikely(!equal_aligned(words + 2, usable - 2 * sizeof(uint64_t), g_freed_word)))
+    freed_chunk_changed(words, usable);
+  tag_store((chunk_t *)p, 0);
+  apex_free_unhardened(p);
+}
+
+/* Releases n entries taken out of a quarantine, each under a pin on its heap (quarantine_pin).
+ * The entries of one heap leave under one pin: its counter is a cache line shared by every thread
+ * that frees that heap's chunks (in a producer/consumer program, all the consumers), so it is
+ * touched once per heap and batch, not once per chunk. Released entries are cleared in `out`. */
+static void release_batch(quarantined_t *out, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (out[i].p == NULL) continue;                       /* left with an earlier entry's heap */
+    heap_t *heap = out[i].heap;
+    uint64_t destroyed = out[i].destroyed;
+    bool live = quarantine_pin(out[i]);
+    for (size_t j = i; j < n; j++) {
+      if (out[j].p == NULL || out[j].heap != heap || out[j].destroyed != destroyed) continue;
+      if (live) verify_and_free(out[j].p, out[j].usable);   /* else its heap was destroyed: not ours */
+      out[j].p = NULL;
+    }
+    if (live) atomic_fetch_sub_explicit(&heap->quarantine_pins, 1, memory_order_release);
+  }
 }
 
 /* Adds a freed chunk to the thread's quarantine; when it is over its slots or bytes, entries
- * chosen at random leave (so when a freed address comes back is not predictable). */
+ * chosen at random leave, EVICT_BATCH at a time (so when a freed address comes back is not
+ * predictable). Only the owning thread touches its quarantine (apex_collect and thread exit flush
+ * their own), so there is no lock: the pins protect the heaps the entries point into, not the
+ * quarantine. */
 static void quarantine_add(void *p, size_t usable, heap_t *owner) {
-  heap_t *heap = heap_for_thread();
+  heap_t *heap = tls_heap;
+  if (apex_unlikely(heap == &g_empty_heap)) heap = heap_for_thread();
   size_t budget = atomic_load_explicit(&g_opt.quarantine_bytes, memory_order_relaxed);
   quarantined_t entry = { p, usable, owner, atomic_load_explicit(&owner->destroyed, memory_order_relaxed) };
-  if (heap != NULL && heap->quarantine == NULL)
-    heap->quarantine = os_map(QUARANTINE_SLOTS * sizeof(quarantined_t));
-  if (heap == NULL || heap->quarantine == NULL || usable > budget) {
-    release_quarantined(entry);
-    return;
+  if (apex_unlikely(heap == NULL || heap->quarantine == NULL)) {
+    if (heap != NULL) heap->quarantine = os_map(QUARANTINE_SLOTS * sizeof(quarantined_t));
+    if (heap == NULL || heap->quarantine == NULL) { release_batch(&entry, 1); return; }
   }
+  if (apex_unlikely(usable > budget)) { release_batch(&entry, 1); return; }
   while (heap->quarantine_count > 0 &&
          (heap->quarantine_count == QUARANTINE_SLOTS || heap->quarantine_bytes + usable > budget)) {
-    size_t k = (size_t)(heap_random(heap) % heap->quarantine_count);
-    quarantined_t out = heap->quarantine[k];
-    heap->quarantine[k] = heap->quarantine[--heap->quarantine_count];
-    heap->quarantine_bytes -= out.usable;
-    release_quarantined(out);
+    quarantined_t out[EVICT_BATCH];
+    size_t n = 0;
+    do {
+      /* uniform in [0, count) by a multiply and a shift (Lemire), not a division */
+      size_t k = (size_t)(((heap_random(heap) >> 32) * heap->quarantine_count) >> 32);
+      out[n] = heap->quarantine[k];
+      heap->quarantine[k] = heap->quarantine[--heap->quarantine_count];
+      heap->quarantine_bytes -= out[n++].usable;
+    } while (n < EVICT_BATCH && heap->quarantine_count > 0);
+    release_batch(out, n);
   }
   heap->quarantine[heap->quarantine_count++] = entry;
   heap->quarantine_bytes += usable;
@@ -277,9 +439,12 @@ static void quarantine_add(void *p, size_t usable, heap_t *owner) {
 /* Thread exit and apex_collect: empty the heap's quarantine. */
 void quarantine_flush(heap_t *heap) {
   while (heap->quarantine_count > 0) {
-    quarantined_t out = heap->quarantine[--heap->quarantine_count];
-    heap->quarantine_bytes -= out.usable;
-    release_quarantined(out);
+    quarantined_t out[EVICT_BATCH];
+    size_t n = heap->quarantine_count < EVICT_BATCH ? heap->quarantine_count : EVICT_BATCH;
+    heap->quarantine_count -= n;
+    memcpy(out, heap->quarantine + heap->quarantine_count, n * sizeof out[0]);
+    for (size_t i = 0; i < n; i++) heap->quarantine_bytes -= out[i].usable;
+    release_batch(out, n);
   }
 }
 
@@ -288,26 +453,57 @@ void quarantine_flush(heap_t *heap) {
  * read once, in global_init, before any heap exists, and never changes (apex_alloc_aligned waits
  * for initialization before it looks at the level); objects of the bootstrap area (allocations made
  * by the C library while ApexAlloc itself starts) are never armed, and their free is a no-op. */
-static void *alloc_need(heap_t *heap, size_t need, size_t alignment) {
-  return heap == NULL ? apex_alloc_unhardened(need, alignment, false)
-                      : heap_alloc_unhardened(heap, need, alignment, false);
+/* The usable size of a chunk this allocator has just handed out (so no need to validate it), or 0
+ * for the bootstrap area, which is in no superblock. */
+static size_t fresh_usable(const void *p) {
+  superblock_t *sb = superblock_of(p);
+  if (sb == NULL) return 0;
+  if (sb->kind == SB_KIND_BLOCKS) return block_of(sb, p)->chunk_size;
+  return ((const huge_t *)sb)->huge_size;
+}
+
+/* A chunk for `need` bytes (the request and its trailer) and its usable size (0: bootstrap area).
+ * The thread's default heap is looked up once, and a small request takes the same pop as
+ * apex_malloc's inline fast path, whose usable size is the block's chunk size: the hardened path
+ * does not pay the core's entry points (another TLS lookup) and a validating usable-size lookup on
+ * top of its own work. */
+static void *alloc_need(heap_t *heap, size_t need, size_t alignment, size_t *usable) {
+  void *p;
+  heap_t *mine = tls_heap;
+  if (heap != NULL) {
+    p = heap_alloc_unhardened(heap, need, alignment, false);
+  } else if (apex_likely(mine != &g_empty_heap)) {
+    if (apex_likely(need <= 1024 && alignment == APEX_MIN_ALIGN)) {
+      block_t *b = mine->current[g_class_of_small[(need + 15) >> 4]];
+      chunk_t *c = b->free;
+      if (apex_likely(c != NULL)) {
+        counter_add(&mine->counters.requested, need);
+        *usable = b->chunk_size;
+        return block_pop(mine, b, c);
+      }
+    }
+    p = heap_alloc(mine, need, alignment, false);
+  } else {
+    p = apex_alloc_unhardened(need, alignment, false);
+  }
+  if (p != NULL) *usable = fresh_usable(p);
+  return p;
 }
 
 void *hardened_alloc(heap_t *heap, size_t size, size_t alignment, bool zero) {
-  size_t need;
+  size_t need, usable = 0;
   if (__builtin_add_overflow(size, TRAILER, &need)) { errno = ENOMEM; return NULL; }
-  int saved_errno = errno;
-  void *p = alloc_need(heap, need, alignment);
-  if (p == NULL && heap != NULL && (heap->parent != NULL ? heap->parent : heap)->limit != 0 &&
-      tls_heap != &g_empty_heap && tls_heap->quarantine_count > 0) {
+  bool limited = heap != NULL && (heap->parent != NULL ? heap->parent : heap)->limit != 0;
+  int saved_errno = limited ? errno : 0;              /* errno is a call away: only when needed */
+  void *p = alloc_need(heap, need, alignment, &usable);
+  if (p == NULL && limited && tls_heap != &g_empty_heap && tls_heap->quarantine_count > 0) {
     /* A heap's limit counts the chunks still in quarantine: a program that frees and allocates
      * again under its limit must not fail for it. Let this thread's quarantine go and retry. */
     quarantine_flush(tls_heap);
-    p = alloc_need(heap, need, alignment);
+    p = alloc_need(heap, need, alignment, &usable);
     if (p != NULL) errno = saved_errno;             /* the first refusal set ENOMEM */
   }
-  if (p == NULL || bootstrap_owns(p)) return p;         /* bootstrap memory is never armed */
-  size_t usable = apex_usable_size_unhardened(p);
+  if (p == NULL || usable == 0) return p;           /* bootstrap memory is never armed */
   if (zero) memset(p, 0, size);
   arm(p, size, usable);
   return p;
@@ -316,14 +512,14 @@ void *hardened_alloc(heap_t *heap, size_t size, size_t alignment, bool zero) {
 void hardened_free(void *p) {
   if (p == NULL) return;
   size_t usable = usable_size_checked(p, "free");       /* validates p: double/invalid free abort */
-  if (bootstrap_owns(p)) return;
-  checked_size(p, usable, class_of_pointer(p));
   superblock_t *sb = superblock_of(p);
-  if (sb != NULL && sb->kind != SB_KIND_BLOCKS) {       /* huge: unmapped at once, guard page behind */
+  if (sb == NULL) return;                               /* validated: the bootstrap area, a no-op */
+  checked_size(p, usable);
+  if (sb->kind != SB_KIND_BLOCKS) {                     /* huge: unmapped at once, guard page behind */
     apex_free_unhardened(p);
     return;
   }
-  memset(p, g_opt.zero_on_free ? 0 : FREED_BYTE, usable);
+  fill_aligned(p, usable, g_freed_word);
   tag_store(((chunk_t *)p), chunk_tag_free(p));         /* a second free is a double free */
   quarantine_add(p, usable, atomic_load_explicit(&sb->heap, memory_order_relaxed));
 }
@@ -331,8 +527,8 @@ void hardened_free(void *p) {
 size_t hardened_usable_size(const void *p) {
   if (p == NULL) return 0;
   size_t usable = apex_usable_size_unhardened(p);
-  if (bootstrap_owns(p)) return usable;
-  return checked_size((void *)p, usable, class_of_pointer(p));
+  if (superblock_of(p) == NULL) return usable;          /* validated: the bootstrap area */
+  return checked_size((void *)p, usable);
 }
 
 /* Always a new armed object, the contents copied, and the old one freed (into the quarantine): a
