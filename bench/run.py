@@ -964,7 +964,9 @@ def main(argv: list[str]) -> int:
                             cells=cells, ref=ref, runs=runs, quick=args.quick, chart=chart, elapsed=elapsed,
                             csv_name=csv_name)
         failures = [(w, a) for (w, a), c in cells.items() if not c.ok]
-        raw_dir = os.path.join(REPO_DIR, "bench", "results")
+        # Every run with the paths of this machine: never beside the committed files.
+        inside_repo = os.path.commonpath([out_dir, REPO_DIR]) == REPO_DIR
+        raw_dir = os.path.join(REPO_DIR, "bench", "results") if inside_repo else out_dir
         os.makedirs(raw_dir, exist_ok=True)
         with open(os.path.join(raw_dir, "last-run.json"), "w") as f:
             json.dump({"command": command, "machine": dict(machine),
