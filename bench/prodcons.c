@@ -7,8 +7,10 @@
  * consumer, so almost all the time goes to malloc in the producer and to the remote free in the
  * consumers (the object always belongs to another thread's heap). Messages carry MSG_OBJECTS
  * pointers at a time, in slots of the ring itself (the hand-off allocates nothing), and the
- * producer deals them to the consumers round-robin. A full or empty ring is waited on with
- * sched_yield, so the workload also behaves when there are more threads than cores.
+ * producer deals them to the consumers round-robin. A side that finds its ring full (producer) or
+ * empty (consumer) yields the processor a few times and then sleeps on the ring's condition
+ * variable until the other side wakes it (the producer when the ring is half empty again), so the workload also behaves when there are more
+ * threads than cores (a spinning waiter would take the processor from the thread it waits for).
  *
  * usage: bench_prodcons [consumers=2] [objects=6000000]
  * Prints one line; exits 2 on a data mismatch, 3 on an allocation failure.
@@ -28,6 +30,7 @@
 #define RING_SLOTS 64 /* power of two */
 #define MIN_SIZE 16
 #define MAX_SIZE 256
+#define YIELDS_BEFORE_SLEEP 16
 
 typedef struct {
   size_t n;
@@ -36,27 +39,59 @@ typedef struct {
 } message_t;
 
 /* One ring per consumer; head and tail on their own cache lines so that the producer's and the
- * consumer's counters do not share one. */
+ * consumer's counters do not share one. The counters and the *_waiting flags are sequentially
+ * consistent: a side stores its counter and then reads the other side's flag, the waiter stores
+ * its flag and then reads the counter, so at least one of them sees the other (no lost wake-up);
+ * the waiter holds the lock from its flag to pthread_cond_wait, so the signal cannot slip in
+ * between. */
 typedef struct {
   _Alignas(64) atomic_size_t head; /* written by the consumer */
   _Alignas(64) atomic_size_t tail; /* written by the producer */
-  _Alignas(64) atomic_int done;    /* set by the producer after its last message */
+  atomic_int done;                 /* set by the producer after its last message */
+  _Alignas(64) atomic_int consumer_waiting;
+  atomic_int producer_waiting;
+  pthread_mutex_t lock;
+  pthread_cond_t wake;
   long freed;
   message_t slot[RING_SLOTS];
 } ring_t;
 
 static unsigned char object_byte(size_t size, size_t i) { return (unsigned char)(size * 31u + i); }
 
+static int has_message(ring_t *r) { return atomic_load(&r->tail) != atomic_load(&r->head) || atomic_load(&r->done); }
+static int has_room(ring_t *r) { return atomic_load(&r->tail) - atomic_load(&r->head) < RING_SLOTS; }
+/* What a producer that found its ring full waits for, so that it does not sleep again after every
+ * message (one wake-up per half ring instead of one per message). */
+static int half_empty(ring_t *r) { return atomic_load(&r->tail) - atomic_load(&r->head) <= RING_SLOTS / 2; }
+
+/* Wait until ready(r): yield a few times, then sleep until the other side signals. */
+static void wait_for(ring_t *r, int (*ready)(ring_t *), atomic_int *waiting) {
+  for (int i = 0; i < YIELDS_BEFORE_SLEEP; i++) {
+    if (ready(r)) return;
+    sched_yield();
+  }
+  pthread_mutex_lock(&r->lock);
+  atomic_store(waiting, 1);
+  while (!ready(r)) pthread_cond_wait(&r->wake, &r->lock);
+  atomic_store(waiting, 0);
+  pthread_mutex_unlock(&r->lock);
+}
+
+static void wake_if_waiting(ring_t *r, atomic_int *waiting) {
+  if (atomic_load(waiting)) {
+    pthread_mutex_lock(&r->lock);
+    pthread_cond_broadcast(&r->wake);
+    pthread_mutex_unlock(&r->lock);
+  }
+}
+
 static void *consumer(void *arg) {
   ring_t *ring = arg;
-  size_t head = atomic_load_explicit(&ring->head, memory_order_relaxed);
+  size_t head = atomic_load(&ring->head);
   for (;;) {
-    size_t tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
-    if (head == tail) {
-      if (atomic_load_explicit(&ring->done, memory_order_acquire) &&
-          head == atomic_load_explicit(&ring->tail, memory_order_acquire))
-        break;
-      sched_yield();
+    if (head == atomic_load(&ring->tail)) {
+      if (atomic_load(&ring->done) && head == atomic_load(&ring->tail)) break;
+      wait_for(ring, has_message, &ring->consumer_waiting);
       continue;
     }
     message_t *m = &ring->slot[head & (RING_SLOTS - 1)];
@@ -70,7 +105,8 @@ static void *consumer(void *arg) {
       free(p);
     }
     ring->freed += (long)m->n;
-    atomic_store_explicit(&ring->head, ++head, memory_order_release);
+    atomic_store(&ring->head, ++head);
+    if (half_empty(ring)) wake_if_waiting(ring, &ring->producer_waiting);
   }
   return NULL;
 }
@@ -86,6 +122,8 @@ int main(int argc, char **argv) {
   pthread_t *tids = calloc((size_t)consumers, sizeof *tids);
   if (rings == NULL || tids == NULL) return 3;
   memset(rings, 0, (size_t)consumers * sizeof *rings);
+  for (int c = 0; c < consumers; c++)
+    if (pthread_mutex_init(&rings[c].lock, NULL) != 0 || pthread_cond_init(&rings[c].wake, NULL) != 0) return 3;
 
   double t0 = now_sec();
   for (int c = 0; c < consumers; c++)
@@ -95,8 +133,8 @@ int main(int argc, char **argv) {
   long made = 0;
   for (int c = 0; made < objects; c = (c + 1) % consumers) {
     ring_t *ring = &rings[c];
-    size_t tail = atomic_load_explicit(&ring->tail, memory_order_relaxed);
-    while (tail - atomic_load_explicit(&ring->head, memory_order_acquire) == RING_SLOTS) sched_yield();
+    if (!has_room(ring)) wait_for(ring, half_empty, &ring->producer_waiting);
+    size_t tail = atomic_load(&ring->tail);
     message_t *m = &ring->slot[tail & (RING_SLOTS - 1)];
     m->n = 0;
     while (m->n < MSG_OBJECTS && made < objects) {
@@ -114,9 +152,13 @@ int main(int argc, char **argv) {
       m->n++;
       made++;
     }
-    atomic_store_explicit(&ring->tail, tail + 1, memory_order_release);
+    atomic_store(&ring->tail, tail + 1);
+    wake_if_waiting(ring, &ring->consumer_waiting);
   }
-  for (int c = 0; c < consumers; c++) atomic_store_explicit(&rings[c].done, 1, memory_order_release);
+  for (int c = 0; c < consumers; c++) {
+    atomic_store(&rings[c].done, 1);
+    wake_if_waiting(&rings[c], &rings[c].consumer_waiting);
+  }
   long freed = 0;
   for (int c = 0; c < consumers; c++) {
     pthread_join(tids[c], NULL);
@@ -126,6 +168,10 @@ int main(int argc, char **argv) {
   if (freed != objects) {
     fprintf(stderr, "prodcons: freed %ld objects, expected %ld\n", freed, objects);
     return 2;
+  }
+  for (int c = 0; c < consumers; c++) {
+    pthread_mutex_destroy(&rings[c].lock);
+    pthread_cond_destroy(&rings[c].wake);
   }
   free(tids);
   free(rings);
