@@ -473,8 +473,8 @@ static void *alloc_need(heap_t *heap, size_t need, size_t alignment, size_t *usa
   if (heap != NULL) {
     p = heap_alloc_unhardened(heap, need, alignment, false);
   } else if (apex_likely(mine != &g_empty_heap)) {
-    if (apex_likely(need <= 1024 && alignment == APEX_MIN_ALIGN)) {
-      block_t *b = mine->current[g_class_of_small[(need + 15) >> 4]];
+    if (apex_likely(need <= CLASS_TABLE_MAX && alignment == APEX_MIN_ALIGN)) {
+      block_t *b = mine->current[g_class_of_size[(need + 15) >> 4]];
       chunk_t *c = b->free;
       if (apex_likely(c != NULL)) {
         counter_add(&mine->counters.requested, need);
