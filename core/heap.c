@@ -81,17 +81,29 @@ static void heap_init_fields(heap_t *heap) {
   heap->outgoing = &g_no_batches;       /* a table is mapped on its first remote-free batch */
 }
 
-/* A zeroed heap struct: a destroyed one, or carved from a small mapping. Heap structs are never
- * unmapped (a remote free may still be reading one), so they are reused instead. */
+/* The words of a destroyed heap's struct that other threads keep using at any time: a thread
+ * releasing an old quarantine entry of the heap pins the struct and compares its destroy count
+ * (security.c). Reuse must leave them as they are, not even clear them for an instant: an eviction
+ * reading a cleared count of 0 would take a new struct's first entries for live ones and free
+ * chunks of memory the heap gave away (the count must only ever grow), and a cleared pin count
+ * would go below zero at that thread's unpin and hang the next destroy. */
+_Static_assert(offsetof(heap_t, quarantine_pins) == offsetof(heap_t, destroyed) + sizeof(uint64_t),
+               "heap_new_locked keeps destroyed and quarantine_pins as one range");
+#define HEAP_KEPT_BEGIN offsetof(heap_t, destroyed)
+#define HEAP_KEPT_END   (offsetof(heap_t, quarantine_pins) + sizeof(size_t))
+
+/* A zeroed heap struct (but for its destroy count and pins): a destroyed one, or carved from a
+ * small mapping. Heap structs are never unmapped (a remote free may still be reading one), so
+ * they are reused instead. */
 heap_t *heap_new_locked(void) {
   heap_t *heap = g_free_heaps;
   if (heap != NULL) {
     g_free_heaps = heap->free_next;
-    heap_t *keep_all_next = heap->all_next;
-    uint64_t keep_destroyed = atomic_load_explicit(&heap->destroyed, memory_order_relaxed);
-    memset(heap, 0, sizeof *heap);
+    heap_t *keep_all_next = heap->all_next;           /* only read under the heaps lock */
+    memset(heap, 0, HEAP_KEPT_BEGIN);
+    memset((char *)heap + HEAP_KEPT_END, 0, sizeof *heap - HEAP_KEPT_END);
+    apex_debug_pause(APEX_PAUSE_HEAP_STRUCT_CLEARED);
     heap->all_next = keep_all_next;
-    atomic_store_explicit(&heap->destroyed, keep_destroyed, memory_order_relaxed);   /* see security.c */
     heap_init_fields(heap);
     return heap;
   }

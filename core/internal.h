@@ -513,7 +513,8 @@ void   remote_flush_all(heap_t *mine);                /* publishes this thread's
 
 /* Debug builds only: a test may stop a thread at a named point of a protocol, to force a window
  * that is otherwise one instruction wide (tests/test_remote_free_window.c). */
-enum { APEX_PAUSE_AFTER_REMOTE_PUBLISH = 1, APEX_PAUSE_BEFORE_REMOTE_PUBLISH = 2 };
+enum { APEX_PAUSE_AFTER_REMOTE_PUBLISH = 1, APEX_PAUSE_BEFORE_REMOTE_PUBLISH = 2,
+       APEX_PAUSE_HEAP_STRUCT_CLEARED = 3 };   /* heap_new_locked: a reused struct cleared, not yet set up */
 #if defined(APEX_DEBUG) && APEX_DEBUG
 extern void (*volatile apex_debug_pause_hook)(int point);
 extern volatile bool apex_debug_kernel_placement;     /* superblocks where the kernel puts them */

@@ -325,7 +325,8 @@ static size_t class_of_pointer(const void *p) {
  * on its heap taken while the heap's destroy count was still the one it recorded; destroy first
  * bumps the count, then waits for the pins to go. An entry of a destroyed heap is dropped without
  * touching its memory. Heap structs are never unmapped (they are reused, keeping their destroy
- * count), so reading the count of a destroyed heap is safe. */
+ * count and pins, which reuse never clears even for an instant: heap_new_locked), so reading the
+ * count of a destroyed heap is safe. */
 typedef struct quarantined_s {
   void *p;
   size_t usable;
