@@ -151,7 +151,7 @@ static void owner_exits_pending(void) {
         "one was freed (%zu before, %zu after)", after - baseline, baseline, after);
 }
 
-static const struct { const char *name; void (*run)(void); } g_cases[] = {
+static const tu_case g_cases[] = {
   { "exit_flushes", exit_flushes },
   { "collect_flushes", collect_flushes },
   { "slow_path_flushes", slow_path_flushes },
@@ -159,14 +159,5 @@ static const struct { const char *name; void (*run)(void); } g_cases[] = {
 };
 
 int main(int argc, char **argv) {
-  for (size_t i = 0; argc == 2 && i < sizeof g_cases / sizeof g_cases[0]; i++) {
-    if (strcmp(argv[1], g_cases[i].name) != 0) continue;
-    g_cases[i].run();
-    printf("%s: ok\n", g_cases[i].name);
-    return 0;
-  }
-  fprintf(stderr, "usage: %s CASE, one of:", argv[0]);
-  for (size_t i = 0; i < sizeof g_cases / sizeof g_cases[0]; i++) fprintf(stderr, " %s", g_cases[i].name);
-  fputc('\n', stderr);
-  return 2;
+  return tu_run_case(argc, argv, g_cases, sizeof g_cases / sizeof g_cases[0]);
 }

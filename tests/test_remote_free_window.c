@@ -153,9 +153,11 @@ static size_t remote_frees_collected(void) {
   return s.remote_frees;
 }
 
-static void abandoned_not_stranded(void) {
-  /* No cached superblocks: before the next superblock any thread maps, the abandoned heaps with
-   * pending remote frees are collected (superblock_acquire). */
+/* A freer started with `freer_fn` publishes into a heap whose owner exits while the freer is held
+ * before its CAS (it has read `abandoned`: false), so the push lands in an abandoned heap. Before
+ * the next superblock any thread maps, the abandoned heaps with pending remote frees are collected
+ * (superblock_acquire); with no cached superblocks, that is the next large allocation. */
+static void published_into_abandoned_heap(void *(*freer_fn)(void *), const char *what) {
   size_t zero = 0;
   CHECK(apex_ctl("opt.superblock_cache", NULL, NULL, &zero, sizeof zero) == 0, "opt.superblock_cache");
   void *mine = apex_malloc(SMALL_SIZE);              /* this thread has its own heap already */
@@ -165,17 +167,21 @@ static void abandoned_not_stranded(void) {
   while (atomic_load(&g_owned) == NULL) sched_yield();
   size_t before = remote_frees_collected();
   atomic_store(&g_pause_point, APEX_PAUSE_BEFORE_REMOTE_PUBLISH);
-  pthread_t t = start_paused_free(atomic_load(&g_owned));       /* it has read `abandoned`: false */
+  pthread_t t = start_paused(freer_fn, atomic_load(&g_owned));
   atomic_store(&g_owner_may_exit, 1);
   CHECK(pthread_join(owner, NULL) == 0, "pthread_join");   /* heap_abandon has run */
-  finish_paused_free(t);                           /* the push lands in an abandoned heap */
+  finish_paused_free(t);
   void *big = apex_malloc(LARGE_MAX);              /* 63 slices: a new superblock */
   CHECK(big != NULL, "apex_malloc(LARGE_MAX)");
   size_t after = remote_frees_collected();
-  CHECK(after == before + 1, "the remote free into the abandoned heap was not collected before a "
-        "new superblock was mapped (remote frees collected: %zu before, %zu after)", before, after);
+  CHECK(after == before + 1, "%s was not collected before a new superblock was mapped (remote frees "
+        "collected: %zu before, %zu after)", what, before, after);
   apex_free(big);
   apex_free(mine);
+}
+
+static void abandoned_not_stranded(void) {
+  published_into_abandoned_heap(freer, "the remote free into the abandoned heap");
 }
 
 /* A freer with a heap: its free of p joins a batch, published (and paused) at its exit. */
@@ -190,30 +196,10 @@ static void *batch_then_exit(void *p) {
 }
 
 static void batch_at_exit_abandoned(void) {
-  size_t zero = 0;
-  CHECK(apex_ctl("opt.superblock_cache", NULL, NULL, &zero, sizeof zero) == 0, "opt.superblock_cache");
-  void *mine = apex_malloc(SMALL_SIZE);
-  CHECK(mine != NULL, "apex_malloc");
-  pthread_t owner;
-  CHECK(pthread_create(&owner, NULL, allocate_then_exit, NULL) == 0, "pthread_create");
-  while (atomic_load(&g_owned) == NULL) sched_yield();
-  size_t before = remote_frees_collected();
-  atomic_store(&g_pause_point, APEX_PAUSE_BEFORE_REMOTE_PUBLISH);
-  pthread_t t = start_paused(batch_then_exit, atomic_load(&g_owned));   /* at exit: `abandoned` false */
-  atomic_store(&g_owner_may_exit, 1);
-  CHECK(pthread_join(owner, NULL) == 0, "pthread_join");   /* heap_abandon has run */
-  finish_paused_free(t);                           /* the batch lands in an abandoned heap */
-  void *big = apex_malloc(LARGE_MAX);              /* 63 slices: a new superblock */
-  CHECK(big != NULL, "apex_malloc(LARGE_MAX)");
-  size_t after = remote_frees_collected();
-  CHECK(after == before + 1, "the batch published into the abandoned heap at the freer's exit was not "
-        "collected before a new superblock was mapped (remote frees collected: %zu before, %zu after)",
-        before, after);
-  apex_free(big);
-  apex_free(mine);
+  published_into_abandoned_heap(batch_then_exit, "the batch published into the abandoned heap at the freer's exit");
 }
 
-static const struct { const char *name; void (*run)(void); } g_cases[] = {
+static const tu_case g_cases[] = {
   { "large_beside_live_block", large_beside_live_block },
   { "large_alone", large_alone },
   { "small_alone", small_alone },
@@ -225,14 +211,5 @@ static const struct { const char *name; void (*run)(void); } g_cases[] = {
  * and a crash names its case. */
 int main(int argc, char **argv) {
   apex_debug_pause_hook = pause_hook;
-  for (size_t i = 0; argc == 2 && i < sizeof g_cases / sizeof g_cases[0]; i++) {
-    if (strcmp(argv[1], g_cases[i].name) != 0) continue;
-    g_cases[i].run();
-    printf("%s: ok\n", g_cases[i].name);
-    return 0;
-  }
-  fprintf(stderr, "usage: %s CASE, one of:", argv[0]);
-  for (size_t i = 0; i < sizeof g_cases / sizeof g_cases[0]; i++) fprintf(stderr, " %s", g_cases[i].name);
-  fputc('\n', stderr);
-  return 2;
+  return tu_run_case(argc, argv, g_cases, sizeof g_cases / sizeof g_cases[0]);
 }

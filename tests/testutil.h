@@ -206,4 +206,23 @@ static inline size_t tu_rss_bytes(void) {
   return resident;
 }
 
+/* ---- One case per process ------------------------------------------------------------------ */
+
+/* A program whose cases CTest runs one per process (each from a fresh allocator, so a crash names
+ * its case): runs the case named by argv[1] and exits 0, or prints the usage and exits 2. */
+typedef struct { const char *name; void (*run)(void); } tu_case;
+
+static inline int tu_run_case(int argc, char **argv, const tu_case *cases, size_t count) {
+  for (size_t i = 0; argc == 2 && i < count; i++) {
+    if (strcmp(argv[1], cases[i].name) != 0) continue;
+    cases[i].run();
+    printf("%s: ok\n", cases[i].name);
+    return 0;
+  }
+  fprintf(stderr, "usage: %s CASE, one of:", argv[0]);
+  for (size_t i = 0; i < count; i++) fprintf(stderr, " %s", cases[i].name);
+  fputc('\n', stderr);
+  return 2;
+}
+
 #endif /* APEX_TESTS_TESTUTIL_H */
