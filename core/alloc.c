@@ -233,8 +233,7 @@ apex_export int apex_posix_memalign(void **out, size_t alignment, size_t size) {
 apex_cold apex_noreturn static void pointer_invalid(superblock_t *sb, block_t *b, const void *p, const char *op) {
   bool is_free = op[0] == 'f';
   uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)b->start);
-  bool on_grid = b->chunk_size != 0 && off < (uint64_t)b->capacity * b->chunk_size &&
-                 off * b->div_magic < b->div_magic;
+  bool on_grid = b->chunk_size != 0 && chunk_offset_ok(b, off, (uint64_t)b->capacity * b->chunk_size);
   if (block_limit(b) == 0) {
     /* A retired block keeps its geometry: a pointer to one of its former chunks was freed before
      * (the block emptied and went away). */
@@ -273,22 +272,16 @@ static huge_t *huge_check_live(superblock_t *sb, const void *p, const char *what
 }
 
 /* ---- Free ------------------------------------------------------------------------------------ */
-static void free_not_blocks(void *p, bool from_apex_free);
+static void free_off_path(void *p, bool from_apex_free, size_t claimed);
 
 /* free_checked found no chunk of a block in use at p. One pointer that is not an error gets here:
  * a huge object of no bytes at a 4 MiB alignment, whose pointer (the first byte past its mapping)
  * may be where the next superblock starts. It is sorted out by the byte before it, as every other
  * registry lookup does. Anything else aborts. Not declared noreturn, so the fast path reaches it
  * with a jump instead of a call, and needs no stack frame of its own. */
-static void free_sized_slow(void *p, size_t size);
-
 apex_cold apex_noinline static void free_invalid(superblock_t *sb, block_t *b, void *p, bool from_apex_free,
                                                  size_t claimed) {
-  if (((uintptr_t)p & SB_MASK) == 0) {
-    if (claimed != 0) free_sized_slow(p, claimed);
-    else free_not_blocks(p, from_apex_free);
-    return;
-  }
+  if (((uintptr_t)p & SB_MASK) == 0) { free_off_path(p, from_apex_free, claimed); return; }
   pointer_invalid(sb, b, p, "free");
 }
 
@@ -296,15 +289,16 @@ apex_cold apex_noinline static void free_sized_too_large(const void *p) {
   apex_fatal("invalid free_sized (size larger than the allocation)", p, NO_CLASS);
 }
 
-apex_cold apex_noinline static void free_sized_slow(void *p, size_t size) {
-  if (apex_unlikely(size > apex_usable_size(p))) free_sized_too_large(p);
-  apex_free(p);
-}
-
 /* Everything free() does not find registered as a block superblock of the expected kind: a NULL,
  * foreign or bootstrap pointer, a huge object, and in hardened mode every object (`from_apex_free`:
- * the call came from apex_free, whose one registry comparison stands in for the level test). */
-apex_cold apex_noinline static void free_not_blocks(void *p, bool from_apex_free) {
+ * the call came from apex_free, whose one registry comparison stands in for the level test); and
+ * free_sized of any of those (`claimed`: its size, checked against the usable size). */
+apex_cold apex_noinline static void free_off_path(void *p, bool from_apex_free, size_t claimed) {
+  if (claimed != 0) {                                  /* free_sized: the claim is checked first */
+    if (apex_unlikely(claimed > apex_usable_size(p))) free_sized_too_large(p);
+    apex_free(p);
+    return;
+  }
   if (from_apex_free && g_hardened) { hardened_free(p); return; }
   unsigned kind = registry_kind(p);                    /* by the byte before p: see free_checked */
   if (kind == REG_NONE) { free_unregistered(p, "invalid free (not allocated by apexalloc)"); return; }
@@ -323,8 +317,7 @@ apex_inline void free_checked(void *p, unsigned blocks_kind, bool from_apex_free
   uintptr_t unit = (uintptr_t)p >> SB_SHIFT;
   if (apex_unlikely(unit >= REGISTRY_UNITS ||
                     atomic_load_explicit(&g_registry[unit], memory_order_acquire) != blocks_kind)) {
-    if (claimed != 0) free_sized_slow(p, claimed);
-    else free_not_blocks(p, from_apex_free);
+    free_off_path(p, from_apex_free, claimed);
     return;
   }
   superblock_t *sb = (superblock_t *)((uintptr_t)p & ~(uintptr_t)SB_MASK);

@@ -480,9 +480,11 @@ apex_inline void block_set_limit(block_t *b, uint32_t v) { atomic_store_explicit
 
 /* True when p is the start of a chunk of b: inside the block, and its offset divisible by the
  * chunk size (Lemire's test: for n < 2^32, d divides n iff n * ceil(2^64/d) mod 2^64 < ceil(2^64/d)). */
+apex_inline bool chunk_offset_ok(const block_t *b, uint64_t off, uint64_t extent) {
+  return off < extent && off * b->div_magic < b->div_magic;
+}
 apex_inline bool chunk_start_ok(const block_t *b, const void *p) {
-  uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)b->start);
-  return off < block_limit(b) && off * b->div_magic < b->div_magic;
+  return chunk_offset_ok(b, (uint64_t)((uintptr_t)p - (uintptr_t)b->start), block_limit(b));
 }
 /* A decoded free-list link is NULL or the start of a chunk of b (slow paths: the division test
  * costs a multiply the fast path's range-only test does not pay; see block_pop). */
