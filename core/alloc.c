@@ -160,23 +160,6 @@ apex_noinline void *apex_alloc_aligned(size_t size, size_t alignment, bool zero)
   return apex_alloc_unhardened(size, alignment, zero);
 }
 
-/* Pops a chunk of class `cls` from the head block of its queue, or returns NULL when that block
- * has no free chunk (the caller takes a slow path). The fast path of apex_malloc and of the owner
- * of an explicit heap. */
-apex_inline void *heap_pop_class(heap_t *heap, size_t cls, size_t size) {
-  block_t *b = heap->current[cls];
-  chunk_t *c = b->free;
-  if (apex_unlikely(c == NULL)) return NULL;
-  /* A chunk that fails a check stays where it is: the slow path (heap_alloc) pops the same chunk
-   * with block_pop, which names the problem and aborts. This path then needs no call of its own,
-   * nor the stack frame a call would cost. */
-  if (apex_unlikely(!chunk_tag_ok(c))) return NULL;
-  chunk_t *next = link_decode(b, c);
-  if (apex_unlikely(!link_in_block(b, next))) return NULL;
-  counter_add(&heap->counters.requested, size);
-  return block_take(heap, b, c, next);
-}
-
 /* Everything apex_malloc's inline path leaves: sizes above the class table, a dry head block,
  * a thread without a heap yet, and hardened mode. */
 apex_noinline static void *apex_malloc_miss(heap_t *heap, size_t size) {

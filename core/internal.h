@@ -758,6 +758,23 @@ apex_inline void *block_pop(heap_t *heap, block_t *b, chunk_t *c) {
   return block_take(heap, b, c, next);
 }
 
+/* Pops a chunk of class `cls` from the head block of its queue, or returns NULL when that block
+ * has no free chunk (the caller takes a slow path). The fast path of apex_malloc, of the owner
+ * of an explicit heap and of a hardened allocation. */
+apex_inline void *heap_pop_class(heap_t *heap, size_t cls, size_t size) {
+  block_t *b = heap->current[cls];
+  chunk_t *c = b->free;
+  if (apex_unlikely(c == NULL)) return NULL;
+  /* A chunk that fails a check stays where it is: the slow path (heap_alloc) pops the same chunk
+   * with block_pop, which names the problem and aborts. This path then needs no call of its own,
+   * nor the stack frame a call would cost. */
+  if (apex_unlikely(!chunk_tag_ok(c))) return NULL;
+  chunk_t *next = link_decode(b, c);
+  if (apex_unlikely(!link_in_block(b, next))) return NULL;
+  counter_add(&heap->counters.requested, size);
+  return block_take(heap, b, c, next);
+}
+
 /* Returns a chunk (already checked not to be free) to its block, on the owner thread. */
 apex_inline void heap_free_local(heap_t *heap, superblock_t *sb, block_t *b, chunk_t *c) {
   tag_store(c, chunk_tag_free(c));

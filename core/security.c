@@ -475,12 +475,11 @@ static void *alloc_need(heap_t *heap, size_t need, size_t alignment, size_t *usa
     p = heap_alloc_unhardened(heap, need, alignment, false);
   } else if (apex_likely(mine != &g_empty_heap)) {
     if (apex_likely(need <= CLASS_TABLE_MAX && alignment == APEX_MIN_ALIGN)) {
-      block_t *b = mine->current[g_class_of_size[(need + 15) >> 4]];
-      chunk_t *c = b->free;
-      if (apex_likely(c != NULL)) {
-        counter_add(&mine->counters.requested, need);
-        *usable = b->chunk_size;
-        return block_pop(mine, b, c);
+      size_t cls = g_class_of_size[(need + 15) >> 4];
+      p = heap_pop_class(mine, cls, need);
+      if (apex_likely(p != NULL)) {
+        *usable = g_class_size[cls];                    /* a small class's chunk size */
+        return p;
       }
     }
     p = heap_alloc(mine, need, alignment, false);
