@@ -408,8 +408,8 @@ apex_inline superblock_t *superblock_of(const void *p) {
 }
 
 /* The keyed check of a superblock header's heap and kind (with its address); see header_check in
- * superblock.c. Inline and unrolled for these two words, about 15 instructions: every remote free
- * pays it (free_remote in alloc.c). */
+ * superblock.c. Inline and unrolled for these two words, about 15 instructions: every publication
+ * of a batch of remote frees pays it (remote_publish in remote.c). */
 apex_inline uint32_t superblock_check(const superblock_t *sb) {
   uint64_t k = (uint64_t)g_secret ^ 0x73757065726B6579ULL;                 /* "superkey" */
   uint64_t h = ((uint64_t)(uintptr_t)atomic_load_explicit(&sb->heap, memory_order_relaxed) ^ k) *
