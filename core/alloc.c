@@ -314,7 +314,7 @@ apex_inline void free_checked(void *p, unsigned blocks_kind, bool from_apex_free
   if (apex_likely(atomic_load_explicit(&owner->thread_id, memory_order_relaxed) == current_thread_id()))
     heap_free_local(owner, sb, b, (chunk_t *)p);
   else
-    remote_free(owner, sb, b, (chunk_t *)p);         /* out of line (remote.c): batched, checked per batch */
+    remote_free(owner, b, (chunk_t *)p);         /* out of line (remote.c): batched, checked per batch */
 }
 
 apex_export void apex_free(void *p) { free_checked(p, REG_BLOCKS, true, 0); }

@@ -502,7 +502,7 @@ apex_inline bool link_ok_in(link_bounds_t k, const chunk_t *next) {
   return next == NULL || ((off < k.limit) & (off * k.magic < k.magic));
 }
 /* ---- remote.c -------------------------------------------------------------------------------- */
-void   remote_free(heap_t *owner, superblock_t *sb, block_t *b, chunk_t *c);
+void   remote_free(heap_t *owner, block_t *b, chunk_t *c);
 /* Collects b's remote frees; returns how many. Sets *retired when the block was retired (its
  * superblock may then be gone too: touch neither again). */
 size_t block_collect(heap_t *heap, superblock_t *sb, block_t *b, bool *retired);

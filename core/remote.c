@@ -157,8 +157,7 @@ static apex_noinline void remote_free_slow(heap_t *owner, heap_t *mine, remote_b
  * be destroyed, or refuse allocations over its limit, while its chunks wait. Large chunks are
  * published at once, and so is a thread's first remote free before it has a heap.
  * The fast case (b's batch is open) touches one slot; g_no_batches's slots are never open. */
-apex_noinline void remote_free(heap_t *owner, superblock_t *sb, block_t *b, chunk_t *c) {
-  (void)sb;
+apex_noinline void remote_free(heap_t *owner, block_t *b, chunk_t *c) {
   apex_assert(((uintptr_t)c & REMOTE_STATE_MASK) == 0);   /* the state bits are free */
   tag_store(c, chunk_tag_free(c) ^ TAG_REMOTE);
   heap_t *mine = tls_heap;
