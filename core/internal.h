@@ -486,13 +486,10 @@ apex_inline bool chunk_offset_ok(const block_t *b, uint64_t off, uint64_t extent
 apex_inline bool chunk_start_ok(const block_t *b, const void *p) {
   return chunk_offset_ok(b, (uint64_t)((uintptr_t)p - (uintptr_t)b->start), block_limit(b));
 }
-/* A decoded free-list link is NULL or the start of a chunk of b (slow paths: the division test
- * costs a multiply the fast path's range-only test does not pay; see block_pop). */
-apex_inline bool link_ok(const block_t *b, const chunk_t *next) {
-  return next == NULL || chunk_start_ok(b, next);
-}
-/* The same for a loop over one block's list, with the block's fields read once (the limit cannot
- * change under the owner, who alone collects and carves). */
+/* A decoded free-list link is NULL or the start of a chunk of b, tested in a loop over one block's
+ * list (block_collect) with the block's fields read once (the limit cannot change under the owner,
+ * who alone collects and carves). Slow paths only: the division test costs a multiply the fast
+ * path's range-only test does not pay (see block_pop). */
 typedef struct { uintptr_t start; uint64_t limit, magic; } link_bounds_t;
 apex_inline link_bounds_t link_bounds(const block_t *b) {
   return (link_bounds_t){ (uintptr_t)b->start, block_limit(b), b->div_magic };
@@ -729,7 +726,7 @@ apex_inline void *chunk_hand_out(heap_t *heap, block_t *b, chunk_t *c) {
 /* Pops c off b's free list. The chunk must still carry its free tag (else something wrote to it
  * after it was freed) and its decoded link must point inside the carved part of the same block,
  * or be NULL (else the list was overwritten, and following it could hand out an attacker-chosen
- * address). Only the range is tested here: the divisibility test (link_ok) costs two more
+ * address). Only the range is tested here: the divisibility test (link_ok_in) costs two more
  * instructions per malloc (callgrind, bench_malloc_loop), so it runs where links are collected
  * (block_collect), and a link that passes the range test still needs a forged free tag on the
  * chunk it points to before it is handed out. Both words are cleared: a fresh object never shows its tag, nor its encoded link
